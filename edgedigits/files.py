@@ -1,0 +1,67 @@
+"""Atomic file and folder writes: a crash or Ctrl-C never leaves a half-written artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edgedigits.errors import UserError
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check that files can be written in it."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or error
+        raise UserError(f"cannot write to output folder {folder}: {reason}") from None
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    Works for files and folders (a SavedModel, an IR variant). On any exception the temporary
+    is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    staged = temporary / (target.name + suffix)
+    try:
+        yield staged
+        if target.is_dir() and not target.is_symlink():
+            # os.replace cannot swap a folder over a non-empty one: move the old one aside first.
+            old = temporary / "previous"
+            os.replace(target, old)
+            os.replace(staged, target)
+        else:
+            os.replace(staged, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as staged:
+        staged.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as staged:
+        staged.write_bytes(data)
+    return Path(path)

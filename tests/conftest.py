@@ -1,0 +1,72 @@
+"""Shared fixtures: real MNIST (from $MNIST_DIR) and a small real model trained once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedigits import contract
+from edgedigits.cli import quiet_tensorflow
+from edgedigits.data import load_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+quiet_tensorflow()
+
+
+def run_command(
+    *args: str, cwd: str | os.PathLike | None = None, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run one of the project's commands as a user would: ``python <script> args...``."""
+    script, *rest = args
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *rest],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    if not os.environ.get("MNIST_DIR"):
+        pytest.fail(
+            "set MNIST_DIR to a folder with the MNIST IDX files (CI uses ../shared/data/mnist)"
+        )
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory, mnist) -> Path:
+    """A real tutorial-architecture model: 1 epoch on 10,000 MNIST images (~95 % accuracy).
+
+    Laid out as training writes it: ``model.keras``, ``saved_model/``, ``metrics.json``.
+    """
+    import keras
+
+    from edgedigits.files import write_json
+    from edgedigits.models import build_model
+
+    folder = tmp_path_factory.mktemp("models")
+    model = build_model("tutorial", seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    x = mnist.x_train[:10000, :, :, None].astype(np.float32) / 255.0
+    model.fit(x, mnist.y_train[:10000], batch_size=128, epochs=1, verbose=0)
+    x_test = mnist.x_test[:, :, :, None].astype(np.float32) / 255.0
+    _, accuracy = model.evaluate(x_test, mnist.y_test, verbose=0)
+    model.save(folder / contract.KERAS_FILE)
+    model.export(str(folder / contract.SAVED_MODEL_DIR), verbose=False)
+    write_json(folder / contract.METRICS_FILE, {"arch": "tutorial", "test_accuracy": accuracy})
+    return folder

@@ -1,0 +1,41 @@
+"""Atomic writes: a failure leaves the previous file or folder exactly as it was."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from edgedigits.errors import UserError
+from edgedigits.files import atomic_path, ensure_writable_dir, write_json
+
+
+def test_atomic_file_replaces_only_on_success(tmp_path):
+    target = tmp_path / "report.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as staged:
+        staged.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text().strip().startswith("{")
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_atomic_folder_swaps_whole_folder(tmp_path):
+    target = tmp_path / "ir"
+    for version in ("old", "new"):
+        with atomic_path(target) as staged:
+            staged.mkdir()
+            (staged / "model.xml").write_text(version)
+    assert (target / "model.xml").read_text() == "new"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as staged:
+        staged.mkdir()
+        raise KeyboardInterrupt
+    assert (target / "model.xml").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["ir"]
+
+
+def test_unwritable_output_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write"):
+        ensure_writable_dir(blocker / "sub")

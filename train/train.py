@@ -1,0 +1,126 @@
+"""Train a digit classifier on MNIST and write the model and a report under models/.
+
+    python train/train.py                       # the tutorial's network, 5 epochs
+    python train/train.py --arch robust         # the recommended model for real handwriting
+    python train/train.py --data-dir ../shared/data/mnist --output models/run2
+
+Writes model.keras, saved_model/, metrics.json, history.csv, training_curves.png and
+confusion_matrix.png, each atomically. `python convert/to_ir.py` reads them next.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from edgedigits import cli, contract
+from edgedigits.augment import AUGMENT_MODES
+from edgedigits.data import load_mnist
+from edgedigits.files import ensure_writable_dir, write_json
+from edgedigits.models import ARCHITECTURES, get_architecture
+from edgedigits.report import (
+    classification_metrics,
+    plot_confusion_matrix,
+    plot_training_curves,
+    write_history_csv,
+)
+
+
+def parse_args(argv):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="tutorial",
+                        help=f"architecture: {', '.join(ARCHITECTURES)} (default: tutorial)")
+    parser.add_argument("--epochs", type=cli.positive_int, help="default: the recipe's")
+    parser.add_argument("--batch-size", type=cli.positive_int, help="default: the recipe's (128)")
+    parser.add_argument("--learning-rate", type=cli.positive_float,
+                        help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--augment", choices=AUGMENT_MODES,
+                        help="none | basic (shift/rotate/zoom) | photo (basic + stroke width, "
+                             "blur, threshold, breaks, noise); default: the recipe's")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="same seed + same data = same weights on the same machine")
+    parser.add_argument("--validation-size", type=int, default=5000,
+                        help="images held out of the training set for validation (default 5000)")
+    parser.add_argument("--validate-on-test", action="store_true",
+                        help="validate on the test set each epoch, as the tutorial does")
+    parser.add_argument("--train-size", type=cli.positive_int,
+                        help="train on the first N training images only (quick runs)")
+    parser.add_argument("--data-dir", help="local MNIST folder (IDX files or mnist.npz); "
+                                           "default: $MNIST_DIR, else Keras' download")
+    parser.add_argument("--output", default=None,
+                        help=f"output folder (default: {contract.default_models_dir()})")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own logs")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    architecture = get_architecture(args.arch)
+    output = ensure_writable_dir(args.output or contract.default_models_dir())
+    tf = cli.import_tensorflow(args.verbose)
+    import keras
+
+    from edgedigits.training import TrainConfig, config_summary, evaluate, save_model, train
+
+    # Prepare the data
+    mnist = load_mnist(args.data_dir)
+    print(f"MNIST: {len(mnist.x_train):,} training / {len(mnist.x_test):,} test images "
+          f"from {mnist.source}")
+
+    # Train
+    config = TrainConfig(
+        arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, augment=args.augment, seed=args.seed,
+        validation_size=args.validation_size, validate_on_test=args.validate_on_test,
+        train_size=args.train_size,
+    ).resolve()
+    print(f"Training {architecture.name} ({architecture.summary}): {config.epochs} epochs, "
+          f"batch {config.batch_size}, peak learning rate {config.learning_rate}, "
+          f"augment {config.augment}")
+    result = train(mnist, config)
+
+    # Evaluate, once, on the test set
+    scores = evaluate(result.model, mnist.x_test, mnist.y_test)
+    metrics = classification_metrics(mnist.y_test, scores["predictions"])
+
+    # Save the model and the report
+    paths = save_model(result.model, output)
+    report = {
+        "arch": architecture.name,
+        "test_accuracy": scores["test_accuracy"],
+        "test_loss": scores["test_loss"],
+        "train_seconds": round(result.train_seconds, 2),
+        "epochs": config.epochs,
+        "params": int(result.model.count_params()),
+        "config": config_summary(config),
+        "data_source": mnist.source,
+        "train_images": len(mnist.x_train) if not config.train_size else config.train_size,
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "versions": {
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": {"processor": platform.processor() or platform.machine(),
+                    "cpus": __import__("os").cpu_count()},
+    }
+    history_path = write_history_csv(result.history, output / "history.csv")
+    curves = plot_training_curves(result.history, output / "training_curves.png",
+                                  title=f"{architecture.name} on MNIST")
+    matrix = plot_confusion_matrix(metrics["confusion_matrix"], output / "confusion_matrix.png",
+                                   title=f"{architecture.name}, MNIST test set")
+    metrics_path = write_json(output / contract.METRICS_FILE, report)
+
+    print(f"\nTest accuracy {scores['test_accuracy']:.2%} (loss {scores['test_loss']:.4f}) "
+          f"after {result.train_seconds:.1f} s of training, {report['params']:,} parameters")
+    for label, path in [("model", paths["keras"]), ("SavedModel", paths["saved_model"]),
+                        ("metrics", metrics_path), ("history", history_path),
+                        ("curves", curves), ("confusion matrix", matrix)]:
+        print(f"  {label:<17} {path}")
+    print("Next: python convert/to_ir.py" + (f" --input {paths['keras']}"
+                                             if args.output else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(lambda: main(sys.argv[1:]), prog="train.py")
