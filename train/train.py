@@ -24,6 +24,7 @@ from edgedigits.report import (
     plot_training_curves,
     write_history_csv,
 )
+from edgedigits.training import PRECISIONS
 
 
 def parse_args(argv):
@@ -45,6 +46,9 @@ def parse_args(argv):
                         help="validate on the test set each epoch, as the tutorial does")
     parser.add_argument("--train-size", type=cli.positive_int,
                         help="train on the first N training images only (quick runs)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="training arithmetic: auto = mixed bfloat16 where the CPU has it "
+                             "natively, else float32 (the saved model is float32 either way)")
     parser.add_argument("--data-dir", help="local MNIST folder (IDX files or mnist.npz); "
                                            "default: $MNIST_DIR, else Keras' download")
     parser.add_argument("--output", default=None,
@@ -72,11 +76,11 @@ def main(argv=None) -> int:
         arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, augment=args.augment, seed=args.seed,
         validation_size=args.validation_size, validate_on_test=args.validate_on_test,
-        train_size=args.train_size,
+        train_size=args.train_size, precision=args.precision,
     ).resolve()
     print(f"Training {architecture.name} ({architecture.summary}): {config.epochs} epochs, "
           f"batch {config.batch_size}, peak learning rate {config.learning_rate}, "
-          f"augment {config.augment}")
+          f"augment {config.augment}, {config.resolved['precision']} arithmetic")
     result = train(mnist, config)
 
     # Evaluate, once, on the test set
