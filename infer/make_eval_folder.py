@@ -2,10 +2,13 @@
 
     python infer/make_eval_folder.py semeion ../shared/data/ood/semeion/semeion.data OUTDIR
     python infer/make_eval_folder.py optdigits optdigits-orig.tra optdigits-orig.tes OUTDIR
+    python infer/make_eval_folder.py mnist-paper ../shared/data/mnist OUTDIR [--count 1000]
     python infer/classify.py --eval OUTDIR
 
 Images are written as dark ink on white, at their original size (16x16 or 32x32), so they go
-through exactly the preprocessing a user's photos go through.
+through exactly the preprocessing a user's photos go through. ``mnist-paper`` renders MNIST
+*test* digits as camera-like photos of paper (perspective, uneven light, shadow, blur, noise,
+JPEG): a large labelled set of "photos" that is free to use for tuning.
 """
 
 from __future__ import annotations
@@ -15,15 +18,27 @@ from pathlib import Path
 import numpy as np
 
 from edgedigits import evalsets
-from edgedigits.cli import ArgumentParser, run
+from edgedigits.cli import ArgumentParser, positive_int, run
+from edgedigits.data import load_mnist
+
+
+def load_mnist_paper(folder: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    mnist = load_mnist(folder)
+    images, labels = mnist.x_test[:count], mnist.y_test[:count]
+    return evalsets.render_mnist_on_paper(images, seed=0), labels
+
 
 LOADERS = {"semeion": evalsets.load_semeion, "optdigits": evalsets.load_optdigits}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("format", choices=sorted(LOADERS), help="format of the input file(s)")
-    parser.add_argument("inputs", nargs="+", type=Path, help="input file(s), then OUTDIR")
+    parser.add_argument("format", choices=[*sorted(LOADERS), "mnist-paper"],
+                        help="format of the input file(s)")
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help="input file(s) (for mnist-paper: the MNIST folder), then OUTDIR")
+    parser.add_argument("--count", type=positive_int, default=1000,
+                        help="mnist-paper: how many test digits to render (default 1000)")
     args = parser.parse_args(argv)
     if len(args.inputs) < 2:
         parser.error("give at least one input file and the output folder")
@@ -33,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Load every input file (all are checked before anything is written)
     images, labels = [], []
     for path in inputs:
-        set_images, set_labels = LOADERS[args.format](path)
+        if args.format == "mnist-paper":
+            set_images, set_labels = load_mnist_paper(path, args.count)
+        else:
+            set_images, set_labels = LOADERS[args.format](path)
         images.append(set_images)
         labels.append(set_labels)
         print(f"{path}: {len(set_labels)} digits")

@@ -106,3 +106,18 @@ def test_make_eval_folder_command(tmp_path):
     wrong = run_command("infer/make_eval_folder.py", "optdigits", str(small), str(tmp_path / "x"))
     assert wrong.returncode == 2 and "optdigits" in wrong.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_camera_like_renders_are_reproducible_and_still_readable(mnist):
+    first = evalsets.render_mnist_on_paper(mnist.x_test[:20], seed=1)
+    again = evalsets.render_mnist_on_paper(mnist.x_test[:20], seed=1)
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (20, 160, 160) and first.dtype == np.uint8
+    # Dark ink on lighter paper, and the preprocessing recovers digits like the originals.
+    recovered = 0
+    for render, original in zip(first, mnist.x_test[:20], strict=True):
+        assert np.median(render) > render.min() + 60
+        digit = preprocess.to_mnist_format(render)
+        if digit is not None and np.corrcoef(digit.ravel(), original.ravel())[0, 1] > 0.5:
+            recovered += 1
+    assert recovered >= 17
