@@ -70,3 +70,27 @@ def small_model_dir(tmp_path_factory, mnist) -> Path:
     model.export(str(folder / contract.SAVED_MODEL_DIR), verbose=False)
     write_json(folder / contract.METRICS_FILE, {"arch": "tutorial", "test_accuracy": accuracy})
     return folder
+
+
+@pytest.fixture(scope="session")
+def ir_models_dir(tmp_path_factory, small_model_dir) -> Path:
+    """``small_model_dir``'s model converted by the real CLI to ``<dir>/ir/{fp32,fp16,int8}``.
+
+    A copy of the models folder (model.keras, saved_model/, metrics.json) is converted with
+    ``python convert/to_ir.py --fp16 --int8`` and no --input, the way a user runs it after
+    training (models folder given by $EDGEDIGITS_MODELS). INT8 is calibrated on 100 images to
+    stay quick. Returns the models folder; ``<dir>/ir/report.json`` holds the measured numbers.
+    """
+    import shutil
+
+    folder = tmp_path_factory.mktemp("converted") / "models"
+    shutil.copytree(small_model_dir, folder)
+    result = run_command(
+        "convert/to_ir.py", "--fp16", "--int8", "--calibration-size", "100",
+        env={contract.MODELS_DIR_ENV: str(folder)},
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"convert/to_ir.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return folder

@@ -1,0 +1,94 @@
+"""Convert a trained digit classifier to OpenVINO IR (FP32, and FP16 / INT8 on request), verified.
+
+    python convert/to_ir.py                 # models/model.keras -> models/ir/fp32/model.xml
+    python convert/to_ir.py --fp16 --int8   # ... plus models/ir/fp16/ and models/ir/int8/
+
+Every run checks the FP32 IR against the Keras model (exit status 1 if parity is broken) and
+measures each variant's accuracy on the 10,000 MNIST test images; see models/ir/report.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from edgedigits import contract
+from edgedigits.cli import ArgumentParser, positive_float, positive_int, quiet_tensorflow, run
+from edgedigits.convert import (  # imports OpenVINO only; TensorFlow is loaded later, quietly
+    DEFAULT_CALIBRATION_SIZE,
+    ConversionOptions,
+    ParityError,
+    convert,
+    format_table,
+    summary_rows,
+)
+
+
+def parse_args(argv: list[str] | None):
+    parser = ArgumentParser(
+        prog="to_ir.py",
+        description="Convert a Keras digit classifier to OpenVINO IR and verify it against Keras.",
+    )
+    parser.add_argument(
+        "--input", type=Path, default=None,
+        help="a .keras file or a SavedModel folder (default: models/model.keras)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None,
+        help="folder for <variant>/model.xml and the reports (default: <input's folder>/ir)",
+    )
+    parser.add_argument("--fp16", action="store_true", help="also write FP16-weight IR (fp16/)")
+    parser.add_argument("--int8", action="store_true", help="also write INT8 IR by NNCF (int8/)")
+    parser.add_argument(
+        "--calibration-size", type=positive_int, default=DEFAULT_CALIBRATION_SIZE, metavar="N",
+        help=f"MNIST training images used to calibrate INT8 (default: {DEFAULT_CALIBRATION_SIZE})",
+    )
+    parser.add_argument(
+        "--max-drop", type=positive_float, default=None, metavar="D",
+        help="accuracy-controlled INT8: lose at most D accuracy (0.001 = 0.1 pt) against FP32 "
+        "on the held-out validation images",
+    )
+    parser.add_argument(
+        "--batch", type=positive_int, default=None, metavar="N",
+        help="bake a static batch size into the IR (default: dynamic batch)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="MNIST folder (IDX files or mnist.npz; default: $MNIST_DIR)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow and NNCF logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_tensorflow(args.verbose)
+
+    options = ConversionOptions(
+        input_path=args.input or contract.default_models_dir() / contract.KERAS_FILE,
+        output_dir=args.output,
+        fp16=args.fp16,
+        int8=args.int8,
+        calibration_size=args.calibration_size,
+        max_drop=args.max_drop,
+        batch=args.batch,
+        data_dir=args.data_dir,
+        verbose=args.verbose,
+    )
+    try:
+        report = convert(options, log=print)
+    except ParityError as error:
+        print(f"to_ir.py: error: {error}", file=sys.stderr)
+        return 1
+    for removed in report.removed_stale:
+        print(f"removed {removed} (left from an earlier conversion, not rebuilt this run)")
+    print("wrote:")
+    for path in report.files:
+        print(f"  {path}")
+    print()
+    print(format_table(summary_rows(report)))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
