@@ -41,6 +41,7 @@ def _stderr_silenced():
         os.dup2(devnull, 2)
         yield
     finally:
+        sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)

@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -37,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edgedigits import __version__, contract
+from edgedigits import __version__, cli, contract
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, ensure_writable_dir, write_json, write_text
 
@@ -575,35 +573,6 @@ def folder_size(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Silence C++ writes to stderr (file descriptor 2), Python's sys.stderr included.
-
-    TensorFlow 2.21 logs "oneDNN custom operations are on" and "Could not find cuda drivers"
-    through absl before its log level (TF_CPP_MIN_LOG_LEVEL) is read, so only this hides them.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def import_tensorflow(verbose: bool = False) -> None:
-    """Import TensorFlow and Keras now, without their start-up noise unless ``verbose``."""
-    if verbose:
-        import keras
-        return
-    with _native_stderr_silenced():
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-
-
 def convert(options: ConversionOptions, log: Callable[[str], None] = print) -> ConversionReport:
     """Run the conversion stage; returns the report (also written to the output folder)."""
     started = time.perf_counter()
@@ -637,7 +606,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         check_calibration_size(options.calibration_size, len(x_pool))
     log(f"data: {mnist.source}")
 
-    import_tensorflow(options.verbose)
+    cli.import_tensorflow(options.verbose)
     source = load_source(input_path)
     log(f"source: {input_path} ({source.format}, arch {source.arch})")
 

@@ -1,0 +1,229 @@
+"""The benchmark command end to end on real models (``--quick``), its report, and bad input.
+
+No test asserts a speed: timings on a shared CI machine prove nothing. What is checked is that
+every row was measured by a real runtime in its own process (accuracy against the real labels,
+files sizes on disk, the no-TensorFlow rule of the OpenVINO processes) and that the reports
+carry the fields the README and the lead rely on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_command
+from edgedigits import benchmark
+
+SCRIPT = "infer/benchmark.py"
+OPENVINO_ROWS = ("ov-fp32", "ov-fp32-default", "ov-fp16", "ov-int8")
+TENSORFLOW_ROWS = ("tf-predict", "tf-function")
+PEER_ROWS = ("ort-fp32", "ort-int8", "litert-fp32", "litert-int8")
+REQUIRED_FIELDS = ("backend", "variant", "precision", "accuracy", "latency_us_p50",
+                   "latency_us_p99", "throughput_ips", "size_bytes", "peak_rss_mb")
+
+
+def _peer_installed(variant: str) -> bool:
+    return all(importlib.util.find_spec(package) is not None
+               for package in benchmark.VARIANTS_BY_NAME[variant].packages)
+
+
+@pytest.fixture(scope="module")
+def quick_run(ir_models_dir, tmp_path_factory):
+    """One ``--quick`` run over every variant the models folder has (and peers, if installed)."""
+    output = tmp_path_factory.mktemp("benchmark")
+    result = run_command(SCRIPT, "--quick", "--models-dir", str(ir_models_dir),
+                         "--output", str(output), "--batch-sizes", "1,16", "--threads", "1",
+                         timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((output / "benchmark.json").read_text())
+    return result, report, output
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["variant"]: row for row in report["rows"]}
+
+
+@pytest.mark.slow
+def test_every_core_row_is_measured_with_the_required_fields(quick_run, ir_models_dir):
+    _, report, _ = quick_run
+    rows = _rows(report)
+    assert set(rows) == set(benchmark.VARIANTS_BY_NAME)
+    for name in (*TENSORFLOW_ROWS, *OPENVINO_ROWS):
+        row = rows[name]
+        assert row["status"] == "ok", row
+        for field in REQUIRED_FIELDS:
+            assert row[field] is not None, (name, field)
+        # The small fixture model is ~95 % accurate; a broken runtime path would be ~10 %.
+        assert 0.85 < row["accuracy"] <= 1.0, row
+        assert row["test_images"] == report["settings"]["effort"]["test_images"]
+        assert 0 < row["latency_us_p50"] <= row["latency_us_p99"]
+        assert row["latency_calls"] >= report["settings"]["effort"]["latency_min_calls"]
+        assert set(row["throughput_ips"]) == {"1", "16"}
+        assert all(value > 0 for value in row["throughput_ips"].values())
+        spread = row["throughput_ips_spread"]["16"]
+        assert spread["min"] <= spread["median"] <= spread["max"]
+        assert row["peak_rss_mb"] > 20
+        assert row["load_seconds"] > 0
+    # Sizes are the files on disk: the IR counts its .xml and .bin.
+    for name, folder in (("ov-fp32", "fp32"), ("ov-fp16", "fp16"), ("ov-int8", "int8")):
+        ir = ir_models_dir / "ir" / folder
+        expected = (ir / "model.xml").stat().st_size + (ir / "model.bin").stat().st_size
+        assert rows[name]["size_bytes"] == expected
+    assert rows["tf-predict"]["size_bytes"] == (ir_models_dir / "model.keras").stat().st_size
+    assert rows["ov-int8"]["size_bytes"] < rows["ov-fp32"]["size_bytes"]
+
+
+@pytest.mark.slow
+def test_fp32_rows_agree_with_keras_and_precisions_are_labelled(quick_run):
+    _, report, _ = quick_run
+    rows = _rows(report)
+    assert rows["tf-function"]["agreement_with_keras"] == 1.0
+    assert rows["ov-fp32"]["agreement_with_keras"] >= 0.99
+    assert rows["ov-fp32"]["executes"] == "f32"  # INFERENCE_PRECISION_HINT=f32 was honoured
+    assert rows["ov-fp32"]["details"]["inference_precision"] == "f32"
+    assert rows["ov-fp32-default"]["details"]["inference_precision"] == "device default"
+    assert "int8" in rows["ov-int8"]["executes"]
+
+
+@pytest.mark.slow
+def test_each_row_ran_in_its_own_process_and_openvino_never_imported_tensorflow(quick_run):
+    _, report, _ = quick_run
+    rows = _rows(report)
+    for name in OPENVINO_ROWS:
+        assert rows[name]["tensorflow_imported"] is False, name
+    # The same probe sees TensorFlow where it is loaded, so the check above can fail.
+    for name in TENSORFLOW_ROWS:
+        assert rows[name]["tensorflow_imported"] is True, name
+    # Separate processes: the TF processes are much larger than the OpenVINO ones.
+    assert rows["tf-predict"]["peak_rss_mb"] > rows["ov-int8"]["peak_rss_mb"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", PEER_ROWS)
+def test_peer_rows_are_measured_when_installed_and_skipped_otherwise(quick_run, variant):
+    _, report, _ = quick_run
+    row = _rows(report)[variant]
+    if not _peer_installed(variant):
+        assert row["status"] == "skipped"
+        assert "requirements-peers.txt" in row["note"]
+        return
+    assert row["status"] == "ok", row
+    assert row["tensorflow_imported"] is False  # exported by another process
+    assert 0.85 < row["accuracy"] <= 1.0
+    assert row["agreement_with_keras"] >= (0.99 if variant.endswith("fp32") else 0.95)
+    assert row["size_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_report_files_table_and_chart(quick_run):
+    result, report, output = quick_run
+    header = result.stdout.splitlines()[0]
+    for column in ("variant", "accuracy", "p50 µs", "p99 µs", "img/s @16", "peak RSS MB"):
+        assert column in header
+    markdown = (output / "benchmark.md").read_text()
+    assert "Quick mode" in markdown
+    for row in report["rows"]:
+        assert f"| {row['variant']} |" in markdown
+    environment = report["environment"]
+    assert environment["threads"] == 1
+    assert set(environment["isa"]) >= {"AVX-512F", "AVX-512 VNNI", "AVX-512 BF16", "AMX-INT8"}
+    assert environment["libraries"]["openvino"]
+    assert report["goals"], "the goals section is computed from the measured rows"
+    chart = output / "benchmark.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width, _ = matplotlib.image.imread(chart).shape
+    assert width > 800 and height > 300
+
+
+@pytest.mark.slow
+def test_a_missing_variant_is_skipped_with_a_note(ir_models_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(ir_models_dir, models)
+    shutil.rmtree(models / "ir" / "fp16")
+    result = run_command(SCRIPT, "--quick", "--models-dir", str(models), "--variants",
+                         "ov-fp16,ov-int8", "--batch-sizes", "4", "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    rows = _rows(json.loads((tmp_path / "out" / "benchmark.json").read_text()))
+    assert rows["ov-fp16"]["status"] == "skipped"
+    assert "convert/to_ir.py --fp16" in rows["ov-fp16"]["note"]
+    assert rows["ov-int8"]["status"] == "ok"
+    assert "skipped: no" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--variants", "ov-int4"], "unknown variant 'ov-int4'"),
+        (["--variants", ""], "--variants is empty"),
+        (["--batch-sizes", "0"], "batch sizes must be greater than 0"),
+        (["--batch-sizes", "1,-32"], "batch sizes must be greater than 0"),
+        (["--batch-sizes", "one"], "expected whole numbers"),
+        (["--threads", "0"], "must be greater than 0"),
+        (["--device", "TPU"], "unknown or unavailable OpenVINO device 'TPU'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(ir_models_dir, tmp_path, arguments, message):
+    output = tmp_path / "out"
+    result = run_command(SCRIPT, "--models-dir", str(ir_models_dir), "--output", str(output),
+                         *arguments)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (output / "benchmark.json").exists()
+
+
+def test_missing_models_folder_is_one_line_and_exit_2(tmp_path):
+    result = run_command(SCRIPT, "--models-dir", str(tmp_path / "nothing"),
+                         "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "no models folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_folder_without_any_model_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "models").mkdir()
+    result = run_command(SCRIPT, "--models-dir", str(tmp_path / "models"),
+                         "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "nothing to benchmark" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_goals_compare_the_right_rows():
+    def row(variant, backend, p50, ips, accuracy=0.99):
+        return {"variant": variant, "backend": backend, "status": "ok", "accuracy": accuracy,
+                "latency_us_p50": p50, "throughput_ips": {"1": ips / 10, "256": ips}}
+
+    records = [row("tf-predict", "TensorFlow", 30_000.0, 10_000.0),
+               row("tf-function", "TensorFlow", 150.0, 40_000.0),
+               row("ov-fp32", "OpenVINO", 50.0, 60_000.0, accuracy=0.9900),
+               row("ov-int8", "OpenVINO", 25.0, 160_000.0, accuracy=0.9895),
+               row("litert-int8", "LiteRT", 15.0, 100_000.0)]
+    goals = {goal["goal"].split(" (")[0].split(":")[0]: goal
+             for goal in benchmark.compute_goals(records)}
+    assert goals["OpenVINO INT8 batch-1 p50"]["met"] is True
+    assert goals["Keras predict p50 / OpenVINO INT8 p50"]["measured"] == 1200.0
+    assert goals["fastest native TF p50 / OpenVINO INT8 p50"]["met"] is False
+    assert goals["INT8 accuracy drop vs FP32"]["measured"] == pytest.approx(0.05)
+    latency = goals["OpenVINO speed-up over the best peer at batch 1"]
+    assert latency["measured"] == pytest.approx(15.0 / 25.0) and latency["met"] is False
+    throughput = goals["OpenVINO speed-up over the best peer in throughput"]
+    assert throughput["measured"] == pytest.approx(1.6) and throughput["met"] is True
+
+
+def test_variant_names_are_checked():
+    assert benchmark.parse_variant_names(" ov-int8, tf-function,ov-int8") == [
+        "ov-int8", "tf-function"]
+    with pytest.raises(benchmark.UserError, match="choose from"):
+        benchmark.parse_variant_names("openvino")
+
+
+def test_peak_memory_is_read_for_this_process():
+    assert benchmark.peak_rss_mb() > 10
+    assert Path("/proc/self/status").exists()
