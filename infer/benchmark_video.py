@@ -6,9 +6,9 @@
 The generated video holds 1-4 MNIST test digits per frame, drawn dark onto paper with a
 lighting gradient and grain and drifting across the page (needs MNIST: $MNIST_DIR). Each
 repeat runs exactly what ``webcam.py --source VIDEO --no-display --jsonl out.jsonl`` runs
-(capture thread, segmentation, AsyncInferQueue), in this process, and reports the rate the
-summary reports: frames delivered / seconds from the first frame to the last. Model loading is
-outside the timing; video decoding is inside it.
+(edgedigits.video: capture thread, segmentation, AsyncInferQueue), in this process, and
+reports the rate the summary reports: frames delivered / seconds from the first frame to the
+last. Model loading is outside the timing; video decoding is inside it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import webcam  # infer/webcam.py, beside this script
 
-from edgedigits import runtime
+from edgedigits import runtime, video
 from edgedigits.cli import ArgumentParser, positive_int, run
 from edgedigits.data import load_mnist
 from edgedigits.errors import UserError
@@ -60,6 +59,30 @@ def make_video(path: Path, frames: int, seed: int = 0) -> Path:
     return path
 
 
+def run_headless(args, source: Path, outputs: video.Outputs) -> video.Summary:
+    """What webcam.py runs for ``--source SOURCE --no-display`` with these outputs."""
+    if not args.verbose:
+        video.quiet_opencv()
+    outputs.check()
+    classifier = runtime.load_from_args(args)
+    video.warm_up([classifier], roi=False, max_digits=video.DEFAULT_MAX_DIGITS,
+                  verbose=args.verbose)
+    return video.run_pipeline(video.Capture(str(source)), [classifier], outputs)
+
+
+def webcam_command(args, source: Path, outputs: video.Outputs) -> str:
+    """The webcam.py command line that runs what :func:`run_headless` runs."""
+    words = ["--source", str(source), "--no-display", "--jsonl", outputs.jsonl]
+    for flag, value in (("--model", args.model), ("--device", args.device),
+                        ("--precision", args.precision), ("--threads", args.threads)):
+        if value is not None:
+            words += [flag, str(value)]
+    words += ["--backend", args.backend] + (["--verbose"] if args.verbose else [])
+    if outputs.save:
+        words += ["--save", outputs.save]
+    return "python infer/webcam.py " + " ".join(words)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="benchmark_video.py",
                             description="Frames per second of the headless webcam pipeline.")
@@ -78,26 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edgedigits-video-") as scratch:
         scratch = Path(scratch)
-        video = Path(args.video) if args.video else make_video(scratch / "digits.mp4",
-                                                               args.frames)
-        common = ["--source", str(video), "--no-display", "--jsonl", str(scratch / "out.jsonl")]
-        for flag, value in (("--model", args.model), ("--device", args.device),
-                            ("--precision", args.precision), ("--threads", args.threads)):
-            if value is not None:
-                common += [flag, str(value)]
-        common += ["--backend", args.backend] + (["--verbose"] if args.verbose else [])
-        modes = {"jsonl": common}
+        video_path = Path(args.video) if args.video else make_video(scratch / "digits.mp4",
+                                                                    args.frames)
+        jsonl, saved = str(scratch / "out.jsonl"), str(scratch / "out.mp4")
+        modes = {"jsonl": video.Outputs(jsonl=jsonl)}
         if args.save_video:
-            modes["jsonl+save"] = [*common, "--save", str(scratch / "out.mp4")]
+            modes["jsonl+save"] = video.Outputs(jsonl=jsonl, save=saved)
         results = {}
-        for mode, webcam_args in modes.items():
-            runs = [webcam.run_stream(webcam.build_parser().parse_args(webcam_args))
-                    for _ in range(args.repeats)]
+        for mode, outputs in modes.items():
+            runs = [run_headless(args, video_path, outputs) for _ in range(args.repeats)]
             rates = [summary.fps for summary in runs]
             last = runs[-1]
             backend = next(iter(last.backends))
             results[mode] = {
-                "command": "python infer/webcam.py " + " ".join(webcam_args),
+                "command": webcam_command(args, video_path, outputs),
                 "frames": last.frames, "digits": last.digits,
                 "fps_min": round(min(rates), 1), "fps_median": round(statistics.median(rates), 1),
                 "fps_max": round(max(rates), 1),

@@ -1,0 +1,588 @@
+"""Digits in video: camera/file/stream capture, the frame pipeline, overlays, writers, summary.
+
+The pipeline, so a slow camera never stalls inference and vice versa:
+
+    Capture thread ──frames──► caller's thread: find digits (edgedigits.segment)
+                                     │ predict_async (AsyncInferQueue) per classifier
+                                     ▼
+                               callbacks ──► caller's thread, in frame order: draw, write, show
+
+``infer/webcam.py`` is the command around it; ``infer/benchmark_video.py`` times the same code.
+No TensorFlow here: a TensorFlow classifier, when asked for, comes in through ``runtime``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgedigits import contract, runtime, segment
+from edgedigits.errors import UserError
+from edgedigits.files import atomic_path, ensure_writable_dir
+
+WINDOW = "edgedigits"
+FILE_QUEUE_FRAMES = 8  # decoded frames buffered ahead of a file's processing
+LIVE_QUEUE_FRAMES = 1  # a camera's frames are dropped, not queued, when processing lags
+LIVE_READ_RETRIES = 25  # consecutive failed reads (~0.5 s) before a camera counts as lost
+DEFAULT_MAX_DIGITS = 16
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+GREEN, RED, YELLOW, WHITE, BLACK = (60, 200, 60), (40, 40, 230), (0, 215, 255), (255,) * 3, (0,) * 3
+
+
+# --------------------------------------------------------------------------------------------
+# Capture, in its own thread
+
+
+def _camera_backends() -> list[tuple[int, str]]:
+    if sys.platform.startswith("linux"):
+        return [(cv2.CAP_V4L2, "V4L2"), (cv2.CAP_ANY, "any backend")]
+    if sys.platform == "win32":
+        return [(cv2.CAP_DSHOW, "DirectShow"), (cv2.CAP_MSMF, "Media Foundation"),
+                (cv2.CAP_ANY, "any backend")]
+    if sys.platform == "darwin":
+        return [(cv2.CAP_AVFOUNDATION, "AVFoundation"), (cv2.CAP_ANY, "any backend")]
+    return [(cv2.CAP_ANY, "any backend")]
+
+
+def open_source(source: str) -> tuple[cv2.VideoCapture, str, bool]:
+    """(capture, description, is_live) for a camera index, a video file or a stream URL."""
+    tried: list[str] = []
+    if source.strip().isdigit():
+        index = int(source)
+        for api, name in _camera_backends():
+            capture = cv2.VideoCapture(index, api)
+            if capture.isOpened():
+                return capture, f"camera {index}", True
+            tried.append(f"camera {index} with {name}")
+        raise UserError(f"cannot open camera {index} (tried {', '.join(tried)}); is it plugged in "
+                        "and free? Use --source FILE or URL for a video")
+    if source.lower().startswith(STREAM_PREFIXES):
+        for api, name in ((cv2.CAP_FFMPEG, "FFmpeg"), (cv2.CAP_ANY, "any backend")):
+            capture = cv2.VideoCapture(source, api)
+            if capture.isOpened():
+                return capture, source, True
+            tried.append(name)
+        raise UserError(f"cannot open stream {source} (tried {', '.join(tried)})")
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"no such video file: {source} (a camera is a number, e.g. --source 0)")
+    if not path.is_file():
+        raise UserError(f"{source} is not a video file")
+    for api, name in ((cv2.CAP_FFMPEG, "FFmpeg"), (cv2.CAP_ANY, "any backend")):
+        capture = cv2.VideoCapture(str(path), api)
+        if capture.isOpened():
+            return capture, str(path), False
+        tried.append(name)
+    raise UserError(f"cannot open video {source}: not a video OpenCV can decode, or corrupt "
+                    f"(tried {', '.join(tried)})")
+
+
+_END, _LOST = "end", "lost"
+
+
+class Capture:
+    """Reads frames on a background thread, from the moment it is created.
+
+    Files: every frame, in order (the reader waits for processing). Live sources: only the
+    newest frame is kept, so processing always works on the present; repeated read failures
+    mean the camera was lost. ``realtime`` replays a file as if it were a camera.
+    """
+
+    def __init__(self, source: str, realtime: bool = False) -> None:
+        self._capture, self.description, live = open_source(source)
+        self.live = live or realtime
+        self._pace = realtime and not live  # replaying a file as if it were a camera
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 1000 else 30.0
+        ok, first = self._capture.read()
+        if not ok or first is None:
+            self._capture.release()
+            raise UserError(f"cannot read any frame from {self.description}")
+        self.height, self.width = first.shape[:2]
+        self.status = "running"
+        size = LIVE_QUEUE_FRAMES if self.live else FILE_QUEUE_FRAMES
+        self._queue: queue.Queue = queue.Queue(size)
+        self._stop = threading.Event()
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._read_loop, args=(first,), name="capture",
+                                        daemon=True)
+        self._thread.start()
+
+    def _read_loop(self, frame: np.ndarray) -> None:
+        index, failures = 0, 0
+        while not self._stop.is_set():
+            if frame is None:
+                ok, frame = self._capture.read()
+                if not ok or frame is None:
+                    frame = None
+                    if self.live and not self._pace and failures < LIVE_READ_RETRIES:
+                        failures += 1
+                        time.sleep(0.02)
+                        continue
+                    self._put((_LOST if self.live else _END, None, None))
+                    break
+            failures = 0
+            time_ms = (index * 1000.0 / self.fps if not self.live or self._pace
+                       else (time.perf_counter() - self._started) * 1000.0)
+            if self._pace:
+                delay = self._started + time_ms / 1000.0 - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            self._put((index, time_ms, frame))
+            index += 1
+            frame = None
+        self._capture.release()
+
+    def _put(self, item: tuple) -> None:
+        if self.live:
+            # Keep the newest: drop what processing has not taken yet.
+            while True:
+                try:
+                    self._queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    with suppress(queue.Empty):
+                        self._queue.get_nowait()
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def frames(self):
+        """Yield (frame number, time in ms, BGR frame) until the source ends or is lost."""
+        while True:
+            index, time_ms, frame = self._queue.get()
+            if frame is None:
+                self.status = "lost" if index == _LOST else "finished"
+                return
+            yield index, time_ms, frame
+
+    def close(self) -> None:
+        self._stop.set()
+        with suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join(timeout=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Per frame: find digits, classify them on every classifier asynchronously
+
+
+@dataclass(eq=False)
+class FrameJob:
+    """One frame travelling through the pipeline."""
+
+    sequence: int  # processing order (frames dropped from a live source leave no gap here)
+    index: int  # frame number in the source
+    time_ms: float
+    frame: np.ndarray
+    boxes: list
+    digits: np.ndarray
+    pending: int = 0
+    probabilities: dict = field(default_factory=dict)  # backend -> (K, 10)
+    inference_ms: dict = field(default_factory=dict)  # backend -> ms for this frame's batch
+
+
+class Pipeline:
+    """Segmentation + asynchronous inference + in-order delivery of finished frames.
+
+    ``roi``: classify only a centre box of this fraction of the frame's shorter side; None
+    finds up to ``max_digits`` digits anywhere in the frame.
+    """
+
+    def __init__(self, classifiers: list[runtime.DigitClassifier], roi: float | None,
+                 max_digits: int) -> None:
+        self.classifiers = classifiers
+        self.names = [c.backend for c in classifiers]
+        self.roi = roi
+        self.max_digits = max_digits
+        self._finished: queue.Queue = queue.Queue()
+        self._waiting: dict[int, FrameJob] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def submit(self, sequence: int, index: int, time_ms: float, frame: np.ndarray) -> None:
+        if self.roi is not None:
+            box, digit = segment.crop_roi(frame, self.roi)
+            boxes, digits = ([box], digit[None]) if digit is not None else ([], None)
+        else:
+            found = segment.find_digits(frame, max_digits=self.max_digits)
+            boxes, digits = found.boxes, found.digits
+        job = FrameJob(sequence, index, time_ms, frame, boxes, digits)
+        if not boxes:
+            self._finished.put(job)
+            return
+        job.pending = len(self.classifiers)
+        for name, classifier in zip(self.names, self.classifiers, strict=True):
+            classifier.predict_async(digits, self._on_result, (job, name))
+
+    def _on_result(self, result: runtime.AsyncResult) -> None:
+        job, name = result.userdata
+        job.probabilities[name] = result.probabilities
+        job.inference_ms[name] = result.latency_ms
+        with self._lock:
+            job.pending -= 1
+            done = job.pending == 0
+        if done:
+            self._finished.put(job)
+
+    def ready(self, wait: bool = False):
+        """Finished frames in processing order; ``wait`` blocks until everything is delivered."""
+        if wait:
+            for classifier in self.classifiers:
+                classifier.wait_all()
+        while True:
+            try:
+                job = self._finished.get_nowait()
+            except queue.Empty:
+                break
+            self._waiting[job.sequence] = job
+        while self._next in self._waiting:
+            yield self._waiting.pop(self._next)
+            self._next += 1
+
+
+def warm_up(classifiers: list[runtime.DigitClassifier], roi: bool, max_digits: int,
+            verbose: bool = False) -> None:
+    """Run every batch size a frame can produce once, so first-run costs stay out of timings."""
+    for classifier in classifiers:
+        sizes = tuple(1 << k for k in range(max_digits.bit_length() + 1))
+        classifier.warmup(sizes if not roi else (1,), use_async=True)
+        if verbose:
+            print(f"model: {classifier.describe()}", file=sys.stderr)
+
+
+def compare_model(model: str | None, tf_model: str | None) -> Path:
+    """The .keras model to run beside ``model`` (an IR or a models folder) for a comparison."""
+    if tf_model:
+        return Path(tf_model)
+    if model:
+        given = Path(model)
+        if given.is_dir():
+            return runtime.find_model(given, "tensorflow")
+        # models/ir/int8/model.xml -> models/model.keras
+        for folder in given.resolve().parents[:3]:
+            if (folder / contract.KERAS_FILE).is_file():
+                return folder / contract.KERAS_FILE
+    return runtime.find_model(None, "tensorflow")
+
+
+# --------------------------------------------------------------------------------------------
+# Deliver: JSON lines, overlay, annotated video, window
+
+
+def detections(job: FrameJob, names: list[str]) -> list[dict]:
+    """The frame's digits as JSON: box, digit, confidence (first classifier), then the others'."""
+    primary = job.probabilities.get(names[0])
+    found = []
+    for k, box in enumerate(job.boxes):
+        p = primary[k]
+        item = {"box": [int(v) for v in box], "digit": int(np.argmax(p)),
+                "confidence": round(float(p.max()), 4)}
+        for other in names[1:]:
+            q = job.probabilities[other][k]
+            item[other] = {"digit": int(np.argmax(q)), "confidence": round(float(q.max()), 4)}
+        found.append(item)
+    return found
+
+
+def _agrees(item: dict, names: list[str]) -> bool:
+    return all(item[other]["digit"] == item["digit"] for other in names[1:])
+
+
+def jsonl_record(job: FrameJob, found: list[dict]) -> dict:
+    """One line of ``--jsonl``: frame, time_ms, detections, inference_ms per backend."""
+    return {"frame": job.index, "time_ms": round(job.time_ms, 3), "detections": found,
+            "inference_ms": {k: round(v, 4) for k, v in job.inference_ms.items()}}
+
+
+def draw(frame: np.ndarray, found: list[dict], names: list[str], fps: float,
+         inference_ms: dict, roi_box: tuple | None) -> np.ndarray:
+    """A copy of ``frame`` with boxes and digits (green: backends agree, red: they do not)."""
+    image = frame.copy()
+    scale = max(1.0, image.shape[0] / 480)  # text sized for the frame: readable from 480p up
+    if roi_box is not None:
+        x, y, w, h = roi_box
+        cv2.rectangle(image, (x, y), (x + w, y + h), YELLOW, 1, cv2.LINE_AA)
+    agree_count = 0
+    for item in found:
+        x, y, w, h = item["box"]
+        agree = _agrees(item, names)
+        agree_count += agree
+        color = GREEN if agree else RED
+        cv2.rectangle(image, (x, y), (x + w, y + h), color, 2, cv2.LINE_AA)
+        label = f"{item['digit']} {item['confidence']:.0%}"
+        for other in names[1:]:
+            label += f" | {_short(other)} {item[other]['digit']}"
+        draw_text(image, label, (x, max(int(16 * scale), y - 6)), scale * 0.55, color)
+    status = f"{fps:5.1f} FPS"
+    for name in names:
+        if name in inference_ms:
+            status += f" | {_short(name)} {inference_ms[name]:.2f} ms"
+    if len(names) > 1 and found:
+        status += f" | agree {agree_count}/{len(found)}"
+    # A dark band behind the status line keeps it readable on any background.
+    band = image[: int(30 * scale)]
+    band[:] = (band * 0.35).astype(np.uint8)
+    draw_text(image, status, (8, int(21 * scale)), scale * 0.55, WHITE)
+    return image
+
+
+def _short(backend: str) -> str:
+    return {"openvino": "OV", "tensorflow": "TF"}.get(backend, backend)
+
+
+def draw_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float,
+              color: tuple) -> None:
+    """Outlined text, readable on light and dark backgrounds."""
+    thickness = max(1, round(scale))
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK, thickness + 2,
+                cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness,
+                cv2.LINE_AA)
+
+
+def open_video_writer(staged: Path, target: str, fps: float, width: int,
+                      height: int) -> cv2.VideoWriter:
+    """An OpenCV writer for ``staged`` (MJPG for .avi, else mp4v); ``target`` names it to users."""
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if staged.suffix.lower() == ".avi" else "mp4v"))
+    video = cv2.VideoWriter(str(staged), fourcc, fps, (width, height))
+    if not video.isOpened():
+        raise UserError(f"cannot write video {target} (use .mp4 or .avi)")
+    return video
+
+
+def check_display() -> None:
+    """Refuse early, in one line, when no window can be opened.
+
+    OpenCV's Qt backend aborts the whole process when $DISPLAY points nowhere, so the window is
+    tried once in a throwaway child process first.
+    """
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("no display to show the video on ($DISPLAY is not set): use --no-display "
+                        "with --save out.mp4 and/or --jsonl out.jsonl")
+    probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                timeout=30)
+        failed = result.returncode != 0
+        reason = (result.stderr.strip().splitlines() or ["unknown error"])[0]
+    except subprocess.TimeoutExpired:
+        failed, reason = True, "opening a window timed out"
+    if failed:
+        raise UserError(f"cannot open a window ({reason}): use --no-display with --save "
+                        "out.mp4 and/or --jsonl out.jsonl")
+
+
+def quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's console logging (call before the first capture)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read at FFmpeg's first use
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+class Window:
+    """The live window and its keys: q/Esc quit, s save a snapshot, space pause."""
+
+    def __init__(self, snapshots: Path) -> None:
+        self.snapshots = snapshots
+        self.quit_requested = False
+        try:
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        except cv2.error as error:
+            raise UserError(f"cannot open a window ({error.err}): use --no-display with "
+                            "--save and/or --jsonl") from None
+
+    def show(self, image: np.ndarray, frame_index: int) -> None:
+        cv2.imshow(WINDOW, image)
+        self._handle_key(cv2.waitKey(1) & 0xFF, image, frame_index)
+
+    def _handle_key(self, key: int, image: np.ndarray, frame_index: int) -> None:
+        if key in (ord("q"), 27):
+            self.quit_requested = True
+        elif key == ord("s"):
+            target = self.snapshots / f"snapshot_{frame_index:06d}.png"
+            with atomic_path(target) as staged:
+                cv2.imwrite(str(staged), image)
+            print(f"saved {target}", file=sys.stderr)
+        elif key == ord(" "):
+            held = image.copy()
+            draw_text(held, "PAUSED - space to resume", (8, held.shape[0] - 12), 0.6, YELLOW)
+            cv2.imshow(WINDOW, held)
+            while not self.quit_requested:  # hold the last frame until space again
+                key = cv2.waitKey(50) & 0xFF
+                if key == ord(" "):
+                    break
+                if key in (ord("q"), 27):
+                    self.quit_requested = True
+                elif key == ord("s"):
+                    self._handle_key(key, image, frame_index)
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+
+# --------------------------------------------------------------------------------------------
+# The run and its summary
+
+
+@dataclass
+class BackendStats:
+    name: str
+    batches: int = 0
+    digits: int = 0
+    total_ms: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"batches": self.batches, "digits": self.digits,
+                "mean_inference_ms": round(self.total_ms / self.batches, 4) if self.batches
+                else None}
+
+
+@dataclass
+class Summary:
+    source: str
+    status: str = "running"  # finished | lost | stopped
+    frames: int = 0
+    frames_with_digits: int = 0
+    digits: int = 0
+    agreements: int = 0
+    seconds: float = 0.0
+    backends: dict = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, job: FrameJob, found: list[dict], names: list[str]) -> None:
+        """Add one delivered frame."""
+        self.frames += 1
+        if found:
+            self.frames_with_digits += 1
+            self.digits += len(found)
+            self.agreements += sum(_agrees(item, names) for item in found)
+        for name, ms in job.inference_ms.items():
+            stats = self.backends[name]
+            stats.batches += 1
+            stats.digits += len(found)
+            stats.total_ms += ms
+
+    def as_json(self) -> dict:
+        data = {"source": self.source, "status": self.status, "frames": self.frames,
+                "frames_with_digits": self.frames_with_digits, "digits": self.digits,
+                "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
+                "backends": {name: stats.as_json() for name, stats in self.backends.items()}}
+        if len(self.backends) > 1:
+            data["agreement"] = round(self.agreements / self.digits, 4) if self.digits else None
+        return data
+
+    def text(self) -> str:
+        parts = [f"{self.source}: {self.status} after {self.frames} frames in "
+                 f"{self.seconds:.2f} s = {self.fps:.1f} frames/s, "
+                 f"{self.digits} digits in {self.frames_with_digits} frames"]
+        for name, stats in self.backends.items():
+            mean = stats.as_json()["mean_inference_ms"]
+            parts.append(f"{name}: mean inference {mean:.3f} ms per frame" if mean is not None
+                         else f"{name}: no inference")
+        if len(self.backends) > 1 and self.digits:
+            parts.append(f"agreement {self.agreements / self.digits:.1%}")
+        return " | ".join(parts)
+
+
+@dataclass
+class Outputs:
+    """Where a run's results go, besides its summary."""
+
+    jsonl: str | None = None  # one JSON line per frame
+    save: str | None = None  # the annotated video
+    display: bool = False  # a live window
+    snapshots: Path = Path(".")  # where the window's `s` key saves
+
+    def check(self) -> None:
+        """Fail before the run, not after it, when an output folder cannot be written."""
+        for output in (self.jsonl, self.save):
+            if output:
+                ensure_writable_dir(Path(output).parent)
+
+
+def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
+                 outputs: Outputs, roi: float | None = None,
+                 max_digits: int = DEFAULT_MAX_DIGITS, max_frames: int | None = None) -> Summary:
+    """Run until the source ends or is lost, the user quits, or ``max_frames`` were processed.
+
+    Takes ownership of ``capture`` and ``classifiers`` and closes them. The timing starts at the
+    first frame (model loading is the caller's, before). Output files appear only on success.
+    """
+    with ExitStack() as stack:
+        stack.callback(capture.close)
+        for classifier in classifiers:
+            stack.callback(classifier.close)
+        jsonl = video = window = None
+        if outputs.jsonl:
+            staged = stack.enter_context(atomic_path(outputs.jsonl))
+            jsonl = stack.enter_context(open(staged, "w", encoding="utf-8"))
+        if outputs.save:
+            staged = stack.enter_context(atomic_path(outputs.save))
+            video = open_video_writer(staged, outputs.save, capture.fps, capture.width,
+                                      capture.height)
+            stack.callback(video.release)
+        if outputs.display:
+            window = Window(outputs.snapshots)
+            stack.callback(window.close)
+
+        pipeline = Pipeline(classifiers, roi, max_digits)
+        names = pipeline.names
+        summary = Summary(capture.description,
+                          backends={name: BackendStats(name) for name in names})
+        annotate = video is not None or window is not None
+        fps = 0.0
+        last_delivered = None
+        started = time.perf_counter()
+
+        def deliver(job: FrameJob) -> None:
+            nonlocal fps, last_delivered
+            now = time.perf_counter()
+            if last_delivered is not None:  # smoothed rate of delivered frames
+                instant = 1.0 / max(now - last_delivered, 1e-6)
+                fps = instant if fps == 0 else 0.9 * fps + 0.1 * instant
+            last_delivered = now
+            found = detections(job, names) if job.boxes else []
+            summary.count(job, found, names)
+            if jsonl is not None:
+                jsonl.write(json.dumps(jsonl_record(job, found)) + "\n")
+            if annotate:
+                roi_box = segment.roi_box(job.frame.shape, roi) if roi is not None else None
+                image = draw(job.frame, found, names, fps, job.inference_ms, roi_box)
+                if video is not None:
+                    video.write(image)
+                if window is not None:
+                    window.show(image, job.index)
+
+        def quit_requested() -> bool:
+            return window is not None and window.quit_requested
+
+        for sequence, (index, time_ms, frame) in enumerate(capture.frames()):
+            pipeline.submit(sequence, index, time_ms, frame)
+            for job in pipeline.ready():
+                deliver(job)
+            if quit_requested() or (max_frames and sequence + 1 >= max_frames):
+                break
+        for job in pipeline.ready(wait=True):
+            deliver(job)
+        summary.seconds = time.perf_counter() - started
+        summary.status = capture.status if capture.status != "running" else "stopped"
+    return summary
