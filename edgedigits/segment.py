@@ -3,8 +3,10 @@
 Used by ``classify.py --multi`` (a photo of a written number) and by ``webcam.py`` per frame,
 so it must stay well under a millisecond for a 640x480 frame:
 
-1. gray, shrunk to at most DETECT_MAX_SIDE; polarity decided from the frame's majority;
-2. adaptive threshold (a local mean, so uneven lighting and shadows do not matter);
+1. gray, shrunk to at most DETECT_MAX_SIDE; polarity decided as for one image (which side of
+   the median-filtered paper the ink lies, so a shadow across the frame does not flip it);
+2. adaptive threshold (a local mean, so uneven lighting does not matter), kept only where the
+   ink is also a thin structure (black-hat), so a shadow's edge is not taken for ink;
 3. a small dilation joins broken strokes into one outline (for finding pieces only: the crops
    keep the undilated ink);
 4. components smaller than a speck are dropped; pieces stacked above each other (the bar of a
@@ -70,13 +72,14 @@ def find_digits(image: np.ndarray, dark_ink: bool | None = None,
     if min(height, width) < MIN_HEIGHT_PIXELS:
         return _empty()
     if dark_ink is None:
-        dark_ink = _paper_is_light(gray)
+        dark_ink = preprocess.dark_ink_on_light(gray)
     block = max(3, (min(height, width) // 8) | 1)
     ink = cv2.adaptiveThreshold(
         gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C,
         cv2.THRESH_BINARY_INV if dark_ink else cv2.THRESH_BINARY,
         block, LOCAL_CONTRAST if dark_ink else -LOCAL_CONTRAST,
     )
+    ink = cv2.bitwise_and(ink, _thin_ink(gray, block, dark_ink))
     join = max(3, (min(height, width) // 160) | 1)
     joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join)))
     # Outer contours, not connectedComponentsWithStats: same pieces, ~25x faster here.
@@ -108,11 +111,24 @@ def _empty() -> Segmentation:
     return Segmentation([], np.zeros((0, preprocess.MNIST_SIZE, preprocess.MNIST_SIZE), np.uint8))
 
 
-def _paper_is_light(gray: np.ndarray) -> bool:
-    """Paper fills most of a frame: it is light when the median is nearer the bright end."""
-    sample = gray[::8, ::8]
-    low, median, high = np.percentile(sample, (2, 50, 98))
-    return median - low >= high - median
+def _thin_ink(gray: np.ndarray, block: int, dark_ink: bool) -> np.ndarray:
+    """Mask of ink that is a thin structure on the paper: LOCAL_CONTRAST darker (lighter) than
+    the paper where strokes narrower than ``block`` are filled in by a grey closing (opening).
+
+    A shadow's edge is darker than the local mean all along its dark side, so the adaptive
+    threshold alone marks a band there (which swallows any digit it touches). A closing keeps a
+    step edge exactly where it is, so a shadow's edge is no darker than it. The closing's
+    erosion is one pixel wider than its dilation so that the pixels straddling a sharp edge
+    (half lit, half shadowed) are compared with the shadowed side, not the lit one.
+    """
+    # smoothed first: a closing takes the maximum of the sensor noise around each pixel
+    gray = cv2.GaussianBlur(gray, (3, 3), 0)
+    grow, shrink = (cv2.dilate, cv2.erode) if dark_ink else (cv2.erode, cv2.dilate)
+    paper = shrink(grow(gray, cv2.getStructuringElement(cv2.MORPH_RECT, (block, block))),
+                   cv2.getStructuringElement(cv2.MORPH_RECT, (block + 2, block + 2)))
+    contrast = cv2.subtract(paper, gray) if dark_ink else cv2.subtract(gray, paper)
+    _, thin = cv2.threshold(contrast, LOCAL_CONTRAST, 255, cv2.THRESH_BINARY)
+    return thin
 
 
 def _group_pieces(rects: list[Box], min_height: float, width: int,
