@@ -118,12 +118,16 @@ def read_digits(path: Path) -> tuple[np.ndarray | None, list | None, str | None]
     return found.digits, boxes, None
 
 
+HEADER_BYTES = 1 << 17
+
+
 def _original_long_side(path: Path, working_shape: tuple) -> int:
     working = max(working_shape[:2])
     if working < preprocess.WORKING_MAX_SIDE:
         return working  # not shrunk
-    # preprocess reads the size from the header to refuse decompression bombs; reuse that.
-    size = preprocess._size_from_header(path.read_bytes())
+    # The header holds the size (JPEG's may follow up to 64 KiB of EXIF): no second decode.
+    with path.open("rb") as image_file:
+        size = preprocess.size_from_header(image_file.read(HEADER_BYTES))
     return max(size) if size else working
 
 

@@ -70,7 +70,7 @@ TARGET_STROKE = 2.4
 # which gives MNIST-like anti-aliased edges.
 SUPERSAMPLE = 4
 
-# Format signatures for the header size check (see _size_from_header).
+# Format signatures for the header size check (see size_from_header).
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8"
 
@@ -99,7 +99,7 @@ def decode_image(data: bytes, name: str = "image",
     """Decode an encoded image (PNG, JPEG, BMP, TIFF, WebP, ... bytes) like :func:`read_image`."""
     if len(data) == 0:
         raise UserError(f"{name}: empty file (0 bytes)")
-    size = _size_from_header(data)
+    size = size_from_header(data)
     if size is not None:
         _check_pixels(size, name, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -147,7 +147,7 @@ def _jpeg_flags(size: tuple[int, int] | None) -> int:
     return cv2.IMREAD_GRAYSCALE
 
 
-def _size_from_header(data: bytes) -> tuple[int, int] | None:
+def size_from_header(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the header of PNG, JPEG, GIF, BMP, WebP and TIFF files, else None.
 
     OpenCV has no header-only read in Python, and its own pixel limit is fixed when the library
