@@ -13,13 +13,15 @@ makes them from photos). The OpenVINO IR does the /255 inside its graph; the Ten
 does it itself.
 
 Speed notes (measured on the 2-core EPYC; see the inference stage's report): a batch-1 call of
-the INT8 tutorial model costs ~28 µs only when the request is reused, its input tensor bound
-once and the model compiled with a static [1, 28, 28, 1] shape on one thread;
-``request.infer({0: x})`` adds tens of µs of Python dispatch per call, and OpenVINO's
-dynamic-batch path is 1.5-2x slower than a static shape at every batch size. So every batch
-runs on a static-shape model compiled on first use for its size rounded up to a power of two
-(padding is cheaper than dynamic shapes), and ``predict_async`` feeds the same models through
-``AsyncInferQueue``.
+the INT8 tutorial model costs ~25 µs only when the request is reused, its input tensor bound
+once, the model compiled with a static [1, 28, 28, 1] shape on one thread, CPU pinning off
+under the LATENCY hint and the request run through the pybind11 call (see ``_config`` and
+``_bound_infer``); ``request.infer({0: x})`` adds tens of µs of Python dispatch per call, and
+OpenVINO's dynamic-batch path is 1.5-2x slower than a static shape at every batch size. So
+every batch runs on a static-shape model compiled on first use for its size rounded up to a
+power of two (padding is cheaper than dynamic shapes), and ``predict_async`` feeds the same
+models through ``AsyncInferQueue``. Of those ~25 µs, OpenVINO's own C++ ``infer()`` takes ~21
+(~3.3 for an empty model, the rest the conv, pool and two FC kernels): Python adds ~3.
 
 This module never imports TensorFlow at import time: an edge box runs OpenVINO alone.
 """
@@ -27,6 +29,7 @@ This module never imports TensorFlow at import time: an edge box runs OpenVINO a
 from __future__ import annotations
 
 import argparse
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +46,11 @@ import openvino.properties.hint as ov_hints
 from edgedigits import contract
 from edgedigits.cli import import_tensorflow, positive_int
 from edgedigits.errors import UserError
+
+try:  # the pybind11 class under openvino.InferRequest (see _bound_infer)
+    from openvino._pyopenvino import InferRequest as _NativeInferRequest
+except ImportError:  # pragma: no cover - another openvino layout: use the public API only
+    _NativeInferRequest = None
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -212,7 +220,9 @@ class OpenVINOClassifier(DigitClassifier):
         self._batches: dict[int, _StaticBatch] = {}
         self._lock = threading.Lock()
         self._callback_errors: list[BaseException] = []
-        self.precision = _executed_precision(self._batch(1).compiled)
+        single = self._batch(1)
+        self._single_run = single.run
+        self.precision = _executed_precision(single.compiled)
 
     # -- compilation -----------------------------------------------------------------------
 
@@ -223,12 +233,23 @@ class OpenVINOClassifier(DigitClassifier):
         }
         if self.inference_precision is not None:
             config[ov_hints.inference_precision] = getattr(ov.Type, self.inference_precision)
-        if threads is not None and self.device.split(".")[0] == "CPU":
+        on_cpu = self.device.split(".")[0] == "CPU"
+        if threads is not None and on_cpu:
             config[ov_props.inference_num_threads] = threads
+        if hint == "latency" and on_cpu:
+            # Under the LATENCY hint a synchronous infer runs on the caller's thread, and with
+            # pinning on (the Linux default) OpenVINO pins that thread to its stream's cores and
+            # restores its affinity mask around every inference: two syscalls per call, ~1.5-2
+            # µs of a ~26 µs batch-1 call of the INT8 tutorial model here (p99 lower too; batch
+            # 32 and 256 unchanged). Off, the caller's own affinity is also left alone.
+            config[ov_hints.enable_cpu_pinning] = False
         return config
 
     def _batch(self, size: int) -> _StaticBatch:
         """The compiled static model for batch ``size`` (a power of two), compiled once."""
+        batch = self._batches.get(size)  # lock-free once compiled: this is on every call's path
+        if batch is not None:
+            return batch
         with self._lock:
             batch = self._batches.get(size)
             if batch is None:
@@ -257,7 +278,7 @@ class OpenVINOClassifier(DigitClassifier):
             return np.zeros((0, NUM_CLASSES), np.float32)
         batch = self._batch(_bucket(count))
         batch.input[:count] = images  # the bound input tensor: no per-call tensor or dispatch
-        batch.request.infer(share_outputs=True)
+        batch.run()
         return batch.output[:count].copy()
 
     def bind_single(self) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +291,7 @@ class OpenVINOClassifier(DigitClassifier):
         return batch.input, batch.output
 
     def infer_single(self) -> None:
-        self._batch(1).request.infer(share_outputs=True)
+        self._single_run()
 
     def predict_async(self, images: np.ndarray, callback: AsyncCallback,
                       userdata: Any = None) -> None:
@@ -341,8 +362,30 @@ class _StaticBatch:
         shape = tuple(compiled.input(0).get_shape())
         self.input = np.zeros(shape, np.uint8)
         self.request.set_input_tensor(ov.Tensor(self.input, shared_memory=True))
+        self.run = _bound_infer(self.request)
         self.output = self.request.get_output_tensor().data  # a view, refreshed in place
         self.queue: ov.AsyncInferQueue | None = None
+
+
+def _bound_infer(request: ov.InferRequest) -> Callable[[], object]:
+    """A no-argument call that runs ``request`` on its bound tensors, as cheaply as Python can.
+
+    ``request.infer()`` is a Python wrapper around the pybind11 method: per call it dispatches
+    the (absent) inputs and wraps the outputs in an OVDict, ~1.3 µs of a ~26 µs batch-1 call of
+    the INT8 tutorial model here (interleaved A/B, 12 rounds). A request whose tensors are bound
+    once needs neither, so call the pybind11 method directly, with its arguments pre-bound.
+    It is an implementation detail of the openvino package: if it is missing or its signature
+    changed, fall back to the public method (same inference, same outputs).
+    """
+    native = getattr(_NativeInferRequest, "infer", None)
+    if native is not None:
+        call = functools.partial(native, request, {}, True, True)  # inputs, share/decode
+        try:
+            call()
+            return call
+        except TypeError:
+            pass
+    return functools.partial(request.infer, share_outputs=True)
 
 
 def _bucket(count: int) -> int:

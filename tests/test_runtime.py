@@ -169,3 +169,19 @@ def test_bad_models_devices_and_backends_are_user_errors(ir_models_dir, tmp_path
         runtime.load_classifier(ir_models_dir, backend="onnx")
     with pytest.raises(UserError, match="unknown variant"):
         runtime.load_classifier(ir_models_dir, variant="int4")
+
+
+def test_latency_model_is_unpinned_and_the_fast_call_matches_the_public_one(
+    ir_models_dir, test_images, monkeypatch
+):
+    images, _ = test_images
+    classifier = runtime.load_classifier(ir_models_dir, variant="int8")
+    single = classifier._batch(1)
+    # Pinning would re-pin the caller's thread around every synchronous batch-1 call.
+    assert single.compiled.get_property("ENABLE_CPU_PINNING") is False
+    fast = np.stack([classifier.predict(images[i : i + 1])[0] for i in range(10)])
+    # The public-API fallback (used when openvino's private class is missing) agrees exactly.
+    monkeypatch.setattr(runtime, "_NativeInferRequest", None)
+    single.run = runtime._bound_infer(single.request)
+    public = np.stack([classifier.predict(images[i : i + 1])[0] for i in range(10)])
+    np.testing.assert_array_equal(fast, public)
