@@ -27,6 +27,13 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return folder
 
 
+def _move_into_place(staged: Path, target: Path, scratch: Path) -> None:
+    """``os.replace`` that also works for a folder over an existing, non-empty folder."""
+    if target.is_dir() and not target.is_symlink():
+        os.replace(target, scratch / f"previous-{target.name}")
+    os.replace(staged, target)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
@@ -40,15 +47,33 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     staged = temporary / (target.name + suffix)
     try:
         yield staged
-        if target.is_dir() and not target.is_symlink():
-            # os.replace cannot swap a folder over a non-empty one: move the old one aside first.
-            old = temporary / "previous"
-            os.replace(target, old)
-            os.replace(staged, target)
-        else:
-            os.replace(staged, target)
+        _move_into_place(staged, target, temporary)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_outputs(output: str | os.PathLike, last: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield an empty staging folder inside ``output`` for a set of files written together.
+
+    Only when the block succeeds is every entry moved into ``output`` (the names in ``last``
+    after the others), so an interrupted run never leaves new files beside old ones: a stage
+    reading the folder sees the previous complete set, or the new complete set.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output, prefix=".staging-"))
+    try:
+        yield staging
+        entries = sorted(staging.iterdir(), key=lambda entry: (entry.name in last, entry.name))
+        scratch = Path(tempfile.mkdtemp(dir=output, prefix=".previous-"))
+        try:
+            for entry in entries:
+                _move_into_place(entry, output / entry.name, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -59,9 +84,3 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(path) as staged:
-        staged.write_bytes(data)
-    return Path(path)

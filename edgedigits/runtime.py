@@ -57,7 +57,6 @@ NUM_CLASSES = 10
 # Largest batch one request runs; bigger batches are split (the 10,000-image test set in 40).
 MAX_BATCH = 256
 
-BACKENDS = ("openvino", "tensorflow")
 _BACKEND_ALIASES = {"openvino": "openvino", "ov": "openvino", "tensorflow": "tensorflow",
                     "tf": "tensorflow", "keras": "tensorflow"}
 HINTS = ("latency", "throughput")

@@ -144,10 +144,12 @@ def train(mnist: Mnist, config: TrainConfig, extra_callbacks=()) -> TrainResult:
     if config.validate_on_test:
         x_val, y_val = mnist.x_test, mnist.y_test
     else:
+        if config.train_size:
+            # A quick run on a subset keeps at most a tenth of it for validation; the size
+            # actually used is what the config (and so metrics.json) records.
+            config.validation_size = min(config.validation_size, len(x_train) // 10)
         held_out = Mnist(x_train, y_train, mnist.x_test, mnist.y_test, mnist.source)
-        x_train, y_train, x_val, y_val = held_out.split_validation(
-            min(config.validation_size, len(x_train) // 10)
-        )
+        x_train, y_train, x_val, y_val = held_out.split_validation(config.validation_size)
 
     train_data = make_dataset(
         x_train, y_train, config.batch_size, shuffle=True, seed=config.seed, augment=config.augment

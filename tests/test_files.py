@@ -39,3 +39,23 @@ def test_unwritable_output_is_a_user_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write"):
         ensure_writable_dir(blocker / "sub")
+
+
+def test_staged_outputs_publish_all_together_or_nothing(tmp_path):
+    from edgedigits.files import staged_outputs
+
+    output = tmp_path / "models"
+    with staged_outputs(output, last=("metrics.json",)) as staging:
+        (staging / "model.keras").write_text("old model")
+        (staging / "saved_model").mkdir()
+        (staging / "saved_model" / "saved_model.pb").write_text("old graph")
+        (staging / "metrics.json").write_text("old metrics")
+    with pytest.raises(KeyboardInterrupt), staged_outputs(output) as staging:
+        (staging / "model.keras").write_text("new model")
+        raise KeyboardInterrupt  # e.g. Ctrl-C during the SavedModel export
+    assert (output / "model.keras").read_text() == "old model"
+    with staged_outputs(output) as staging:
+        (staging / "saved_model").mkdir()
+        (staging / "saved_model" / "saved_model.pb").write_text("new graph")
+    assert (output / "saved_model" / "saved_model.pb").read_text() == "new graph"
+    assert sorted(os.listdir(output)) == ["metrics.json", "model.keras", "saved_model"]

@@ -10,13 +10,14 @@ confusion_matrix.png, each atomically. `python convert/to_ir.py` reads them next
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 
 from edgedigits import cli, contract
 from edgedigits.augment import AUGMENT_MODES
 from edgedigits.data import load_mnist
-from edgedigits.files import ensure_writable_dir, write_json
+from edgedigits.files import ensure_writable_dir, staged_outputs, write_json
 from edgedigits.models import ARCHITECTURES, get_architecture
 from edgedigits.report import (
     classification_metrics,
@@ -87,8 +88,7 @@ def main(argv=None) -> int:
     scores = evaluate(result.model, mnist.x_test, mnist.y_test)
     metrics = classification_metrics(mnist.y_test, scores["predictions"])
 
-    # Save the model and the report
-    paths = save_model(result.model, output)
+    # Save the model and the report, published together (metrics.json last) when all is written
     report = {
         "arch": architecture.name,
         "test_accuracy": scores["test_accuracy"],
@@ -106,23 +106,26 @@ def main(argv=None) -> int:
             "python": platform.python_version(),
         },
         "machine": {"processor": platform.processor() or platform.machine(),
-                    "cpus": __import__("os").cpu_count()},
+                    "cpus": os.cpu_count()},
     }
-    history_path = write_history_csv(result.history, output / "history.csv")
-    curves = plot_training_curves(result.history, output / "training_curves.png",
-                                  title=f"{architecture.name} on MNIST")
-    matrix = plot_confusion_matrix(metrics["confusion_matrix"], output / "confusion_matrix.png",
-                                   title=f"{architecture.name}, MNIST test set")
-    metrics_path = write_json(output / contract.METRICS_FILE, report)
+    with staged_outputs(output, last=(contract.METRICS_FILE,)) as staging:
+        save_model(result.model, staging)
+        write_history_csv(result.history, staging / "history.csv")
+        plot_training_curves(result.history, staging / "training_curves.png",
+                             title=f"{architecture.name} on MNIST")
+        plot_confusion_matrix(metrics["confusion_matrix"], staging / "confusion_matrix.png",
+                              title=f"{architecture.name}, MNIST test set")
+        write_json(staging / contract.METRICS_FILE, report)
 
     print(f"\nTest accuracy {scores['test_accuracy']:.2%} (loss {scores['test_loss']:.4f}) "
           f"after {result.train_seconds:.1f} s of training, {report['params']:,} parameters")
-    for label, path in [("model", paths["keras"]), ("SavedModel", paths["saved_model"]),
-                        ("metrics", metrics_path), ("history", history_path),
-                        ("curves", curves), ("confusion matrix", matrix)]:
-        print(f"  {label:<17} {path}")
-    print("Next: python convert/to_ir.py" + (f" --input {paths['keras']}"
-                                             if args.output else ""))
+    for label, name in [("model", contract.KERAS_FILE), ("SavedModel", contract.SAVED_MODEL_DIR),
+                        ("metrics", contract.METRICS_FILE), ("history", "history.csv"),
+                        ("curves", "training_curves.png"),
+                        ("confusion matrix", "confusion_matrix.png")]:
+        print(f"  {label:<17} {output / name}")
+    keras_path = output / contract.KERAS_FILE
+    print("Next: python convert/to_ir.py" + (f" --input {keras_path}" if args.output else ""))
     return 0
 
 
