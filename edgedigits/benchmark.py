@@ -195,7 +195,7 @@ def _cpuinfo() -> tuple[str, set[str], int]:
     return model, flags, len(cores)
 
 
-def _version(distribution: str) -> str | None:
+def package_version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -215,7 +215,7 @@ def capture_environment(settings: Settings, threads: int) -> dict:
         "device": settings.device,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "libraries": {name: _version(name) for name in _LIBRARIES},
+        "libraries": {name: package_version(name) for name in _LIBRARIES},
         "load_average_start": _load_average(),
     }
     try:  # the parent may import OpenVINO (never TensorFlow)
@@ -242,14 +242,9 @@ def check_device(device: str) -> str:
     """Fail early, with one line, on an OpenVINO device this machine does not have."""
     import openvino as ov
 
-    name = device.strip().upper()
-    available = list(ov.Core().available_devices)
-    base = name.split(":")[0].split(".")[0]
-    if base in ("AUTO", "MULTI", "HETERO", "BATCH") or base in {
-            d.split(".")[0] for d in available}:
-        return name
-    raise UserError(f"unknown or unavailable OpenVINO device {device!r}; this machine has: "
-                    f"{', '.join(available) or 'none'} (or AUTO)")
+    from edgedigits.runtime import check_device as check_openvino_device
+
+    return check_openvino_device(ov.Core(), device)
 
 
 # --------------------------------------------------------------------------------------------

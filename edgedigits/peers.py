@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits.benchmark import Runner
+from edgedigits.benchmark import Runner, package_version
 
 INV_255 = np.float32(1.0 / 255.0)
 
@@ -201,7 +201,7 @@ class LiteRTRunner(Runner):
         self._make = lambda: Interpreter(model_path=str(model_path), num_threads=threads)
         self._interpreters: dict[int, tuple] = {}
         self.executes = "int8" if "int8" in model_path.name else "f32"
-        self.details = {"ai_edge_litert": _version("ai-edge-litert"),
+        self.details = {"ai_edge_litert": package_version("ai-edge-litert"),
                         "calling": "invoke() on tensor views, one interpreter per batch size"}
         self.single(np.zeros((1, 28, 28, 1), np.uint8))
 
@@ -223,15 +223,6 @@ class LiteRTRunner(Runner):
         np.multiply(images, INV_255, out=input_view())
         interpreter.invoke()
         return output_view()
-
-
-def _version(distribution: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def open_peer_runner(backend: str, model_path: Path, threads: int) -> Runner:

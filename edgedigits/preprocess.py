@@ -11,7 +11,7 @@ of a digit on paper is nothing like that, so this module:
    and subtracted (uneven lighting and shadow edges go with it), polarity decided by which side
    of the paper the ink lies, Otsu threshold, blank images detected;
 3. normalises the ink like MNIST (:func:`mask_to_mnist`): specks dropped, cropped, strokes
-   thickened to MNIST's width, scaled into the 20x20 box, centred by centre of mass.
+   thickened to MNIST's width, scaled into a DIGIT_BOX (19 px) box, centred by centre of mass.
 
 :func:`to_mnist_format` does 2 and 3 for a whole image (a photo, a webcam ROI);
 :mod:`edgedigits.segment` calls :func:`mask_to_mnist` directly on each digit it finds.
@@ -435,7 +435,8 @@ def ink_mask(gray: np.ndarray, dark_ink: bool | None = None) -> np.ndarray | Non
 
 def to_mnist_format(image: np.ndarray, dark_ink: bool | None = None) -> np.ndarray | None:
     """One image holding one digit (a photo, a webcam ROI, any array) -> 28x28 uint8 MNIST-style
-    digit (white on black, 20x20 box, centred by centre of mass), or None if there is no digit.
+    digit (white on black, ink in a DIGIT_BOX (19 px) box, centred by centre of mass), or None
+    if there is no digit.
     """
     gray = shrink(to_grayscale(image))
     mask = ink_mask(gray, dark_ink)

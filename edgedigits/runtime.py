@@ -198,7 +198,7 @@ class OpenVINOClassifier(DigitClassifier):
                  async_jobs: int | None = None, core: ov.Core | None = None) -> None:
         self.model_path = Path(model_path)
         self._core = core or ov.Core()
-        self.device = _check_device(self._core, device)
+        self.device = check_device(self._core, device)
         if hint not in HINTS:
             raise UserError(f"unknown performance hint {hint!r}; choose from {', '.join(HINTS)}")
         if inference_precision is not None and inference_precision not in PRECISIONS:
@@ -400,7 +400,8 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _check_device(core: ov.Core, device: str) -> str:
+def check_device(core: ov.Core, device: str) -> str:
+    """The normalised device name, or UserError listing what this machine has."""
     name = (device or "").strip().upper()
     available = list(core.available_devices)
     base = name.split(":")[0].split(".")[0]
