@@ -96,12 +96,14 @@ class Capture:
 
     Files: every frame, in order (the reader waits for processing). Live sources: only the
     newest frame is kept, so processing always works on the present; repeated read failures
-    mean the camera was lost. ``realtime`` replays a file as if it were a camera.
+    mean the camera was lost. ``realtime`` replays a file as if it were a camera (paced at its
+    frame rate, newest frame only), but its end is still the end of a file: "finished", not
+    "lost". The end marker never displaces a frame, so the last frame is always delivered.
     """
 
     def __init__(self, source: str, realtime: bool = False) -> None:
         self._capture, self.description, live = open_source(source)
-        self.live = live or realtime
+        self.live = live or realtime  # newest frame only, frames dropped when processing lags
         self._pace = realtime and not live  # replaying a file as if it were a camera
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 1000 else 30.0
@@ -130,7 +132,8 @@ class Capture:
                         failures += 1
                         time.sleep(0.02)
                         continue
-                    self._put((_LOST if self.live else _END, None, None))
+                    # Only a live source can be lost; a replayed file simply ended.
+                    self._put((_LOST if self.live and not self._pace else _END, None, None))
                     break
             failures = 0
             time_ms = (index * 1000.0 / self.fps if not self.live or self._pace
@@ -145,7 +148,8 @@ class Capture:
         self._capture.release()
 
     def _put(self, item: tuple) -> None:
-        if self.live:
+        is_frame = item[2] is not None
+        if self.live and is_frame:
             # Keep the newest: drop what processing has not taken yet.
             while True:
                 try:
@@ -154,6 +158,7 @@ class Capture:
                 except queue.Full:
                     with suppress(queue.Empty):
                         self._queue.get_nowait()
+        # Files, and the end marker of any source: wait for room, so nothing is lost.
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -267,18 +272,25 @@ def warm_up(classifiers: list[runtime.DigitClassifier], roi: bool, max_digits: i
 
 
 def compare_model(model: str | None, tf_model: str | None) -> Path:
-    """The .keras model to run beside ``model`` (an IR or a models folder) for a comparison."""
+    """The .keras model to run beside ``model`` (an IR or a models folder) for a comparison.
+
+    An IR file's own network is looked for beside it (``<models>/ir/int8/model.xml`` ->
+    ``<models>/model.keras``); if none is there, the user must name it: the default models
+    folder could hold a different network, and the comparison would silently be meaningless.
+    """
     if tf_model:
         return Path(tf_model)
-    if model:
-        given = Path(model)
-        if given.is_dir():
-            return runtime.find_model(given, "tensorflow")
-        # models/ir/int8/model.xml -> models/model.keras
-        for folder in given.resolve().parents[:3]:
-            if (folder / contract.KERAS_FILE).is_file():
-                return folder / contract.KERAS_FILE
-    return runtime.find_model(None, "tensorflow")
+    if not model:
+        return runtime.find_model(None, "tensorflow")
+    given = Path(model)
+    if given.is_dir():
+        return runtime.find_model(given, "tensorflow")
+    searched = given.resolve().parents[:3]
+    for folder in searched:
+        if (folder / contract.KERAS_FILE).is_file():
+            return folder / contract.KERAS_FILE
+    raise UserError(f"no {contract.KERAS_FILE} model beside --model {model} (looked in "
+                    f"{', '.join(str(f) for f in searched)}); pass --tf-model PATH")
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,10 +523,11 @@ class Outputs:
     save: str | None = None  # the annotated video
     display: bool = False  # a live window
     snapshots: Path = Path(".")  # where the window's `s` key saves
+    summary_json: str | None = None  # the end-of-run summary, written by the caller
 
     def check(self) -> None:
         """Fail before the run, not after it, when an output folder cannot be written."""
-        for output in (self.jsonl, self.save):
+        for output in (self.jsonl, self.save, self.summary_json):
             if output:
                 ensure_writable_dir(Path(output).parent)
 

@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mode':<11} {'frames':>6} {'digits':>6} {'fps min':>8} {'median':>8} {'max':>8} "
           f"{'infer ms':>8}")
     for mode, r in results.items():
+        # No digit in the video means no inference ran: None, shown as "-".
+        infer_ms = "-" if r["mean_inference_ms"] is None else r["mean_inference_ms"]
         print(f"{mode:<11} {r['frames']:>6} {r['digits']:>6} {r['fps_min']:>8} "
-              f"{r['fps_median']:>8} {r['fps_max']:>8} {r['mean_inference_ms']:>8}")
+              f"{r['fps_median']:>8} {r['fps_max']:>8} {infer_ms:>8}")
     return 0
 
 

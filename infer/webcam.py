@@ -9,7 +9,8 @@ Steps: check flags and outputs -> load the classifier(s) -> open the source -> r
 pipeline (edgedigits.video: capture thread, segmentation, AsyncInferQueue, in-order delivery)
 -> print the summary.
 Keys in the window: q/Esc quit, s save a snapshot, space pause.
-Exit status: 0 when a file finished (or you quit), 1 when a live camera/stream was lost,
+Exit status: 0 when a file finished (also with --realtime) or you quit, 1 when a live
+camera/stream was lost (stopped delivering frames),
 2 when the source cannot be opened or a flag/model/device is wrong (one line on stderr).
 """
 
@@ -57,7 +58,8 @@ def build_parser() -> ArgumentParser:
                         help="largest digit candidates kept per frame (%(default)s)")
     parser.add_argument("--realtime", action="store_true",
                         help="treat a video file like a camera: play it at its frame rate, "
-                             "drop frames processing cannot keep up with")
+                             "process only the newest frame, drop frames processing cannot "
+                             "keep up with (the file's end is still a finished run, exit 0)")
     parser.add_argument("--summary-json", metavar="FILE",
                         help="also write the end-of-run summary as JSON")
     runtime.add_runtime_arguments(parser)
@@ -81,16 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--compare runs TensorFlow beside OpenVINO: use it with --backend openvino")
     if not args.no_display:
         video.check_display()
-    outputs = video.Outputs(jsonl=args.jsonl, save=args.save, display=not args.no_display)
+    outputs = video.Outputs(jsonl=args.jsonl, save=args.save, display=not args.no_display,
+                            summary_json=args.summary_json)
     outputs.check()
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
+    tf_model = video.compare_model(args.model, args.tf_model) if args.compare else None
 
     # 2. Load the classifier(s), warmed up for every batch size a frame can produce
     classifiers = [runtime.load_from_args(args)]
-    if args.compare:
-        classifiers.append(runtime.load_classifier(
-            video.compare_model(args.model, args.tf_model), "tensorflow",
-            threads=args.threads, verbose=args.verbose))
+    if tf_model is not None:
+        classifiers.append(runtime.load_classifier(tf_model, "tensorflow", threads=args.threads,
+                                                   verbose=args.verbose))
     video.warm_up(classifiers, args.roi, args.max_digits, verbose=args.verbose)
 
     # 3. Open the source: after the models, as a replayed file's clock starts when it opens

@@ -6,6 +6,8 @@ The command around it (flags, exit codes, messages) is tested in test_webcam.py.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +92,24 @@ def test_draw_marks_agreement_green_and_disagreement_red_on_a_copy():
     assert tuple(image[140, 50]) == video.GREEN  # left edge of each box, half-way down
     assert tuple(image[140, 300]) == video.RED
     assert image[:20].mean() < 120  # the status band is darkened behind its text
+
+
+def test_compare_model_is_the_network_beside_the_ir_or_an_error(ir_models_dir, tmp_path):
+    keras_file = ir_models_dir / "model.keras"
+    ir = ir_models_dir / "ir" / "int8" / "model.xml"
+    assert video.compare_model(str(ir), None) == keras_file.resolve()  # <models>/ir/<variant>/
+    assert video.compare_model(str(ir_models_dir), None) == keras_file  # a models folder
+    assert video.compare_model(str(ir), "other.keras") == Path("other.keras")  # explicit wins
+    lone = tmp_path / "some" / "dir" / "int8"
+    shutil.copytree(ir.parent, lone)
+    # No fallback to the default models folder: it may hold a different network.
+    with pytest.raises(UserError, match=r"no model\.keras model beside --model .*--tf-model PATH"):
+        video.compare_model(str(lone / "model.xml"), None)
+
+
+def test_outputs_check_covers_the_summary_json_folder(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        video.Outputs(summary_json=str(tmp_path / "a_file" / "summary.json")).check()
+    video.Outputs(summary_json=str(tmp_path / "new" / "summary.json")).check()
+    assert (tmp_path / "new").is_dir()

@@ -1,10 +1,19 @@
-"""infer/webcam.py headless on generated videos: real OpenCV capture and writing, real OpenVINO."""
+"""infer/webcam.py headless on generated videos: real OpenCV capture and writing, real OpenVINO.
+
+Also infer/benchmark_video.py, which times the same pipeline.
+"""
 
 from __future__ import annotations
 
+import http.server
 import json
+import shutil
+import threading
+import time
+from contextlib import contextmanager
 
 import cv2
+import numpy as np
 import pytest
 from test_classify import ink_box, overlap, paper_scene, reliable_digits
 
@@ -134,24 +143,88 @@ def test_roi_mode_reads_only_the_centre_box(ir_models_dir, digits, tmp_path):
         assert detection["digit"] == 8
 
 
-def test_a_live_source_that_stops_is_a_lost_camera(ir_models_dir, digits, tmp_path):
-    frames = [paper_scene([digits[5][0]], [(200, 150)], size=SIZE, digit_px=DIGIT_PX, seed=k)
-              for k in range(6)]
-    path = tmp_path / "short.mp4"
-    write_video(path, frames, fps=60)
-    jsonl = tmp_path / "lost.jsonl"
-    # --realtime treats the file as a camera: its end is a lost source, not a finished file.
-    result = run_command(SCRIPT, "--source", str(path), "--no-display", "--realtime",
-                         "--jsonl", str(jsonl), "--model", str(ir_models_dir))
+@contextmanager
+def mjpeg_camera(frames, fps=30.0):
+    """A real IP camera stand-in: an HTTP MJPEG stream that sends ``frames``, then hangs up.
+
+    Yields its URL. OpenCV opens it with FFmpeg as a live stream, like any network camera.
+    """
+    jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for jpeg in jpegs:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                 + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                time.sleep(1 / fps)
+            # Returning closes the connection: the camera stops delivering.
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _one_digit_frames(digits, count):
+    return [paper_scene([digits[5][0]], [(200, 150)], size=SIZE, digit_px=DIGIT_PX, seed=k)
+            for k in range(count)]
+
+
+def test_a_live_stream_that_stops_is_a_lost_camera(ir_models_dir, digits, tmp_path):
+    jsonl, summary = tmp_path / "lost.jsonl", tmp_path / "summary.json"
+    with mjpeg_camera(_one_digit_frames(digits, 6)) as url:
+        result = run_command(SCRIPT, "--source", url, "--no-display", "--jsonl", str(jsonl),
+                             "--summary-json", str(summary), "--model", str(ir_models_dir))
     assert result.returncode == 1, result.stderr
     assert "lost after" in result.stdout  # the summary is still printed
+    records = _lines(jsonl)  # what was processed is kept
     assert result.stderr.strip().splitlines() == [
-        f"webcam.py: error: lost {path} after {len(_lines(jsonl))} frames"]
-    assert 1 <= len(_lines(jsonl)) <= 6  # what was processed is kept
+        f"webcam.py: error: lost {url} after {len(records)} frames"]
+    # A camera keeps only its newest frame, but the last one is never dropped for the end.
+    assert 1 <= len(records) <= 6 and records[-1]["frame"] == 5
+    assert json.loads(summary.read_text())["status"] == "lost"
+
+
+def test_realtime_file_plays_like_a_camera_and_finishes(ir_models_dir, digits, tmp_path):
+    path = tmp_path / "short.mp4"
+    write_video(path, _one_digit_frames(digits, 6), fps=60)
+    jsonl = tmp_path / "realtime.jsonl"
+    result = run_command(SCRIPT, "--source", str(path), "--no-display", "--realtime",
+                         "--jsonl", str(jsonl), "--model", str(ir_models_dir))
+    # The end of a file is a finished run, even replayed as a camera.
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    records = _lines(jsonl)
+    assert f"finished after {len(records)} frames" in result.stdout
+    assert 1 <= len(records) <= 6 and records[-1]["frame"] == 5  # the last frame is kept
+    assert [r["time_ms"] for r in records] == [
+        pytest.approx(r["frame"] * 1000 / 60, abs=0.1) for r in records]
+
+
+def test_benchmark_of_a_video_without_digits_reports_no_inference(ir_models_dir, tmp_path):
+    path = tmp_path / "blank.mp4"
+    write_video(path, [np.full((*SIZE, 3), 210, np.uint8)] * 10)
+    result = run_command("infer/benchmark_video.py", "--video", str(path), "--repeats", "1",
+                         "--model", str(ir_models_dir))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith("jsonl")]
+    assert row[1:3] == ["10", "0"] and row[-1] == "-"  # 10 frames, 0 digits, no inference
 
 
 @pytest.mark.parametrize("case", ["camera", "missing", "not_video", "display", "dead_display",
-                                  "device", "roi_size"])
+                                  "device", "roi_size", "summary_json", "compare_no_keras"])
 def test_bad_sources_and_flags_are_one_line(ir_models_dir, video, tmp_path, case):
     args, env = ["--model", str(ir_models_dir), "--no-display"], {}
     if case == "camera":
@@ -176,9 +249,19 @@ def test_bad_sources_and_flags_are_one_line(ir_models_dir, video, tmp_path, case
     elif case == "device":
         args += ["--source", str(video[0]), "--device", "GPU.3"]
         expected = "CPU"
-    else:
+    elif case == "roi_size":
         args += ["--source", str(video[0]), "--roi", "--roi-size", "1.5"]
         expected = "at most 1"
+    elif case == "summary_json":  # its folder cannot exist: checked before the run, not after
+        (tmp_path / "a_file").write_text("")
+        args += ["--source", str(video[0]), "--summary-json", str(tmp_path / "a_file" / "s.json")]
+        expected = "cannot write to output folder"
+    else:  # an IR with no .keras beside it: never silently compare against another network
+        ir = tmp_path / "some" / "dir" / "int8"
+        shutil.copytree(ir_models_dir / "ir" / "int8", ir)
+        args = ["--model", str(ir / "model.xml"), "--no-display", "--source", str(video[0]),
+                "--compare"]
+        expected = "pass --tf-model PATH"
     jsonl = tmp_path / "never.jsonl"
     result = run_command(SCRIPT, *args, "--jsonl", str(jsonl), env=env)
     assert result.returncode == 2
