@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import run_command
 from edgedigits import evalsets, preprocess
 from edgedigits.errors import UserError
-from tests.conftest import run_command
 
 OOD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ood"
 SEMEION = OOD / "semeion" / "semeion.data"
