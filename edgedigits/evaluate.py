@@ -24,7 +24,7 @@ SKIPPED_SHOWN = 20
 def evaluate_folder(classifier: runtime.DigitClassifier, root: str, quiet: bool) -> dict:
     folder = load_labelled_folder(root)
     paths = [path for path, _ in folder.samples]
-    labels = np.array([label for _, label in folder.samples])
+    labels = folder.labels.astype(np.int64)
     rows = classify_files(classifier, paths, quiet)
     read = np.array([row.digit if row.digit is not None else -1 for row in rows])
     correct = read == labels

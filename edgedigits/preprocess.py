@@ -407,17 +407,15 @@ def ink_mask(gray: np.ndarray, dark_ink: bool | None = None) -> np.ndarray | Non
     """
     if gray.size < 4 or min(gray.shape) < 2:
         return None
+    if dark_ink is None:
+        dark_ink = dark_ink_on_light(gray)
     if min(gray.shape) >= FLATTEN_MIN_SIDE:
         # Flatten uneven lighting and shadows: keep only how far each pixel is from the paper
         # beside it (in the ink's direction), then smooth sensor noise. Otsu then splits ink
         # from paper, never lit paper from shadowed paper.
-        if dark_ink is None:
-            dark_ink = dark_ink_on_light(gray)
         darker, lighter = _residuals(gray)
         ink = cv2.GaussianBlur(darker if dark_ink else lighter, (3, 3), 0)
     else:
-        if dark_ink is None:
-            dark_ink = dark_ink_on_light(gray)
         ink = cv2.bitwise_not(gray) if dark_ink else gray  # ink bright from here on
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     inside = mask > 0
