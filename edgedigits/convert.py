@@ -38,6 +38,7 @@ import openvino as ov
 from edgedigits import __version__, cli, contract
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, ensure_writable_dir, write_json, write_text
+from edgedigits.serving.repository import publish_best
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -713,6 +714,8 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         xml = Path(result.path)
         report.files += [str(xml), str(xml.with_suffix(".bin"))]
     report.files += [str(output_dir / "report.json"), str(output_dir / "report.md")]
+    # The OVMS model repository beside the IR folder gets this run's best variant as a new version.
+    report.files += publish_best(output_dir, [result.variant for result in report.variants])
     return report
 
 

@@ -1,0 +1,90 @@
+"""The OVMS model repository that conversion lays out beside the IR.
+
+    models/serving/config.json              OVMS configuration (model "digits", relative base_path)
+    models/serving/digits/1/model.xml|.bin  the IR of an earlier conversion (kept for rollback)
+    models/serving/digits/2/model.xml|.bin  the newest: OVMS serves the highest version
+
+Layout and names are OVMS's own (``<base_path>/<integer version>/<model>.xml``), so
+``ovms --config_path models/serving/config.json --rest_port 8000`` serves it unchanged, and a
+KServe ``InferenceService`` with the OpenVINO runtime can take ``models/serving/digits`` as its
+storage URI. Each version folder appears with one rename and config.json is replaced atomically,
+so a server watching the folder never loads a half-copied model.
+
+This module imports no OpenVINO, KServe or TensorFlow: convert calls it after writing the IR.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from edgedigits import contract
+from edgedigits.errors import UserError
+from edgedigits.files import atomic_path, write_json
+
+SERVING_DIR = "serving"  # beside the IR folder: models/ir -> models/serving
+MODEL_NAME = "digits"  # the OIP v2 model name, here and in infer/serve.py
+CONFIG_FILE = "config.json"
+
+
+def serving_dir_for(ir_dir: str | Path) -> Path:
+    """The repository that belongs to an IR output folder (``models/ir`` -> ``models/serving``)."""
+    return Path(ir_dir).parent / SERVING_DIR
+
+
+def versions(model_dir: str | Path) -> list[int]:
+    """The integer version folders under ``model_dir`` that hold a model, oldest first."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in folder.iterdir()
+                  if entry.is_dir() and entry.name.isdigit() and int(entry.name) > 0
+                  and (entry / contract.IR_FILE).is_file())
+
+
+def ovms_config(model_name: str = MODEL_NAME) -> dict:
+    """OVMS config.json: one model, its base path relative to the config file."""
+    return {"model_config_list": [{"config": {
+        "name": model_name,
+        "base_path": model_name,
+        # Serve the newest version; older folders stay on disk for a rollback.
+        "model_version_policy": {"latest": {"num_versions": 1}},
+    }}]}
+
+
+def publish_version(xml_path: str | Path, repository: str | Path,
+                    model_name: str = MODEL_NAME) -> Path:
+    """Copy an IR (``model.xml`` + ``model.bin``) into the repository as a new version.
+
+    Returns the new version folder. Earlier versions are kept; config.json is (re)written.
+    """
+    xml_path = Path(xml_path)
+    weights = xml_path.with_suffix(".bin")
+    if not (xml_path.is_file() and weights.is_file()):
+        raise UserError(f"cannot publish {xml_path}: an IR needs the .xml and the .bin")
+    repository = Path(repository)
+    model_dir = repository / model_name
+    existing = [int(entry.name) for entry in model_dir.iterdir()
+                if entry.name.isdigit()] if model_dir.is_dir() else []
+    target = model_dir / str(max(existing, default=0) + 1)
+    try:
+        with atomic_path(target) as staged:
+            staged.mkdir()
+            shutil.copyfile(xml_path, staged / contract.IR_FILE)
+            shutil.copyfile(weights, staged / contract.IR_FILE.replace(".xml", ".bin"))
+        write_json(repository / CONFIG_FILE, ovms_config(model_name))
+    except OSError as error:
+        raise UserError(f"cannot write the serving repository {repository}: "
+                        f"{error.strerror or error}") from None
+    return target
+
+
+def publish_best(ir_dir: str | Path, written_variants: list[str]) -> list[str]:
+    """Publish the fastest variant this conversion wrote (int8 > fp16 > fp32); the files written."""
+    for variant in contract.VARIANT_PREFERENCE:
+        if variant in written_variants:
+            version = publish_version(Path(ir_dir) / variant / contract.IR_FILE,
+                                      serving_dir_for(ir_dir))
+            return [str(version / contract.IR_FILE), str(version / "model.bin"),
+                    str(version.parent.parent / CONFIG_FILE)]
+    return []
