@@ -25,6 +25,7 @@ from edgedigits.evalsets import is_image_file
 
 PROGRESS_MIN_FILES = 20  # a progress bar only where there is time to watch one
 INFERENCE_CHUNK = 1024
+NO_DIGIT = "no digit found (blank or too faint)"  # a normal answer, not a broken input
 
 
 @dataclass(eq=False)  # hashable by identity: rows are deduplicated with paths
@@ -81,39 +82,74 @@ def find_images(patterns: list[str]) -> list[Path | Row]:
 # Read and normalise
 
 
-def _error_text(path: Path, error: Exception) -> str:
+def _error_text(name: str | Path, error: Exception) -> str:
     message = str(error)
-    prefix = f"{path}: "
+    prefix = f"{name}: "
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def read_digit(path: Path) -> tuple[np.ndarray | None, str | None]:
     """One file -> (28x28 MNIST-format digit, None) or (None, why not)."""
+    return digit_from(lambda: preprocess.read_image(path), path)
+
+
+def read_digit_bytes(data: bytes, name: str = "image", max_pixels: int = preprocess.MAX_IMAGE_PIXELS
+                     ) -> tuple[np.ndarray | None, str | None]:
+    """:func:`read_digit` for an encoded image in memory (an upload, a request's BYTES)."""
+    return digit_from(lambda: preprocess.decode_image(data, name=name, max_pixels=max_pixels),
+                      name)
+
+
+def digit_from(decode: Callable[[], np.ndarray],
+               name: str | Path) -> tuple[np.ndarray | None, str | None]:
+    """``decode()`` (a grayscale image) -> (28x28 MNIST-format digit, None) or (None, why not)."""
     try:
-        digit = preprocess.to_mnist_format(preprocess.read_image(path))
+        digit = preprocess.to_mnist_format(decode())
     except UserError as error:
-        return None, _error_text(path, error)
+        return None, _error_text(name, error)
     except cv2.error as error:  # OpenCV refusing a malformed file is still the file's fault
         return None, f"OpenCV cannot process this image ({error.err or error})"
     if digit is None:
-        return None, "no digit found (blank or too faint)"
+        return None, NO_DIGIT
     return digit, None
 
 
 def read_digits(path: Path) -> tuple[np.ndarray | None, list | None, str | None]:
     """One photo of several digits -> (crops (K, 28, 28), boxes [[x, y, w, h]] in the file's
     pixels, None), or (None, None, why not)."""
+    return digits_from(lambda: preprocess.read_image(path), path,
+                       lambda shape: _original_long_side(path, shape))
+
+
+def read_digits_bytes(data: bytes, name: str = "image",
+                      max_pixels: int = preprocess.MAX_IMAGE_PIXELS
+                      ) -> tuple[np.ndarray | None, list | None, str | None]:
+    """:func:`read_digits` for an encoded image in memory."""
+    def original_long_side(shape: tuple) -> int:
+        size = preprocess.size_from_header(data[:HEADER_BYTES])
+        return max(size) if size else max(shape[:2])
+
+    return digits_from(lambda: preprocess.decode_image(data, name=name, max_pixels=max_pixels),
+                       name, original_long_side)
+
+
+def digits_from(decode: Callable[[], np.ndarray], name: str | Path,
+                original_long_side: Callable[[tuple], int]
+                ) -> tuple[np.ndarray | None, list | None, str | None]:
+    """``decode()`` -> segmented digits and their boxes in the original image's pixels."""
     try:
-        image = preprocess.read_image(path)
+        image = decode()
         found = segment.find_digits(image)
     except UserError as error:
-        return None, None, _error_text(path, error)
+        return None, None, _error_text(name, error)
     except cv2.error as error:
         return None, None, f"OpenCV cannot process this image ({error.err or error})"
     if not len(found):
-        return None, None, "no digit found (blank or too faint)"
-    # read_image shrinks big photos to a working size: report boxes in the file's own pixels.
-    scale = _original_long_side(path, image.shape) / max(image.shape[:2])
+        return None, None, NO_DIGIT
+    # Decoding shrinks big photos to a working size: report boxes in the original's own pixels.
+    working = max(image.shape[:2])
+    scale = (original_long_side(image.shape) if working >= preprocess.WORKING_MAX_SIDE
+             else working) / working
     boxes = [[round(value * scale) for value in box] for box in found.boxes]
     return found.digits, boxes, None
 
@@ -122,13 +158,10 @@ HEADER_BYTES = 1 << 17
 
 
 def _original_long_side(path: Path, working_shape: tuple) -> int:
-    working = max(working_shape[:2])
-    if working < preprocess.WORKING_MAX_SIDE:
-        return working  # not shrunk
     # The header holds the size (JPEG's may follow up to 64 KiB of EXIF): no second decode.
     with path.open("rb") as image_file:
         size = preprocess.size_from_header(image_file.read(HEADER_BYTES))
-    return max(size) if size else working
+    return max(size) if size else max(working_shape[:2])
 
 
 def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list:
@@ -161,6 +194,25 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[dict]:
     return [{"digit": int(d), "confidence": round(float(probabilities[d]), 4)} for d in order]
 
 
+def fill_digit(row: Row, probabilities: np.ndarray) -> Row:
+    """Put one image's reading (digit, confidence, top 3) into its row."""
+    row.digit = int(np.argmax(probabilities))
+    row.confidence = round(float(probabilities.max()), 4)
+    row.top3 = top_k(probabilities)
+    return row
+
+
+def fill_number(row: Row, boxes: list, probabilities: np.ndarray) -> Row:
+    """Put a --multi reading (a detection per box, the number left to right) into its row."""
+    detections = [{"box": box, "digit": int(np.argmax(p)), "confidence": round(float(p.max()), 4),
+                   "top3": top_k(p)} for box, p in zip(boxes, probabilities, strict=True)]
+    detections.sort(key=lambda d: d["box"][0])  # left to right
+    row.detections = detections
+    row.number = "".join(str(d["digit"]) for d in detections)
+    row.confidence = min(d["confidence"] for d in detections)
+    return row
+
+
 def classify_files(classifier: runtime.DigitClassifier, paths: list[Path],
                    quiet: bool) -> list[Row]:
     """One row per path: the digit the whole image shows, its confidence and top 3."""
@@ -169,9 +221,7 @@ def classify_files(classifier: runtime.DigitClassifier, paths: list[Path],
     good = [i for i, (digit, _) in enumerate(prepared) if digit is not None]
     probabilities = predict_in_chunks(classifier, [prepared[i][0] for i in good])
     for i, p in zip(good, probabilities, strict=True):
-        rows[i].digit = int(np.argmax(p))
-        rows[i].confidence = round(float(p.max()), 4)
-        rows[i].top3 = top_k(p)
+        fill_digit(rows[i], p)
     return rows
 
 
@@ -181,19 +231,12 @@ def classify_multi(classifier: runtime.DigitClassifier, paths: list[Path],
     prepared = read_all(paths, read_digits, quiet, "segmenting")
     rows = [Row(str(path), error=prepared[i][2]) for i, path in enumerate(paths)]
     crops = [c for crops, _, _ in prepared if crops is not None for c in crops]
-    probabilities = iter(predict_in_chunks(classifier, crops))  # one batch for every digit
+    probabilities = predict_in_chunks(classifier, crops)  # one batch for every digit
+    start = 0
     for row, (crops, boxes, _) in zip(rows, prepared, strict=True):
-        if crops is None:
-            continue
-        detections = []
-        for box in boxes:
-            p = next(probabilities)
-            detections.append({"box": box, "digit": int(np.argmax(p)),
-                               "confidence": round(float(p.max()), 4), "top3": top_k(p)})
-        detections.sort(key=lambda d: d["box"][0])  # left to right
-        row.detections = detections
-        row.number = "".join(str(d["digit"]) for d in detections)
-        row.confidence = min(d["confidence"] for d in detections)
+        if crops is not None:
+            fill_number(row, boxes, probabilities[start:start + len(boxes)])
+            start += len(boxes)
     return rows
 
 

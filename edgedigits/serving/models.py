@@ -1,0 +1,354 @@
+"""The served models: a predictor (``digits``) and a transformer in front of it (``digit-reader``).
+
+KServe's split, kept visible so either half can be replaced:
+
+    client --BYTES (PNG/JPEG)--> digit-reader --UINT8 [N,28,28,1]--> digits --FP32 [N,10]--> ...
+                                 (transformer: decode,                (predictor: the runtime,
+                                  MNIST-format, segment,               or OVMS / Triton through
+                                  rows like classify --json)           --predictor-url)
+
+``DigitsModel`` wraps any :class:`edgedigits.runtime.DigitClassifier` (OpenVINO for ``digits``,
+native TensorFlow for ``digits-tf``) and runs it through the classifier's ``predict_async``
+(OpenVINO's ``AsyncInferQueue`` under the THROUGHPUT hint), awaited without blocking the event
+loop. ``DigitReaderModel`` reads images with the same functions ``classify.py`` uses
+(:mod:`edgedigits.classify`) and fills rows with the same code, so a reading through the server
+is the row ``classify.py --json`` prints for that file (``path`` is ``images[i]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+
+from edgedigits import classify, runtime
+from edgedigits.serving.repository import MODEL_NAME
+
+READER_NAME = "digit-reader"
+TENSORFLOW_NAME = "digits-tf"
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+RESULTS_NAME = "results"
+IMAGE_SHAPE = [runtime.IMAGE_SIZE, runtime.IMAGE_SIZE, 1]
+
+DEFAULT_MAX_BATCH = 256  # images per request to `digits` (runtime.MAX_BATCH: one inference)
+DEFAULT_MAX_IMAGES = 64  # encoded images per request to `digit-reader`
+# Uploads are decoded with a pixel limit below the command line's: a server decodes several at
+# once, and 25 MP (a 6000 x 4000 phone photo) is more than any digit needs.
+DEFAULT_MAX_IMAGE_PIXELS = 25_000_000
+
+
+def bool_parameter(request: InferRequest, name: str) -> bool:
+    """A request-level boolean parameter, from REST JSON or gRPC InferParameter."""
+    parameters = request.parameters
+    if not parameters or name not in parameters:
+        return False
+    value = parameters[name]
+    if hasattr(value, "WhichOneof"):  # gRPC InferParameter
+        kind = value.WhichOneof("parameter_choice")
+        value = getattr(value, kind) if kind else False
+    if isinstance(value, str):
+        value = value.strip().lower()
+        if value in ("true", "1", "yes"):
+            return True
+        if value in ("false", "0", "no", ""):
+            return False
+    if isinstance(value, bool | int) and value in (0, 1):
+        return bool(value)
+    raise InvalidInput(f"parameter {name!r} must be true or false, got {value!r}")
+
+
+def only_input(request: InferRequest, model: str, datatype: str) -> InferInput:
+    """The request's single input tensor `images`, checked for name and datatype."""
+    if len(request.inputs) != 1:
+        raise InvalidInput(f"model {model!r} takes one input {INPUT_NAME!r}, "
+                           f"got {len(request.inputs)}")
+    tensor = request.inputs[0]
+    if tensor.name != INPUT_NAME:
+        raise InvalidInput(f"model {model!r} has no input {tensor.name!r}; "
+                           f"its input is {INPUT_NAME!r}")
+    if tensor.datatype != datatype:
+        raise InvalidInput(f"input {INPUT_NAME!r} of model {model!r} must be {datatype}, "
+                           f"got {tensor.datatype}")
+    return tensor
+
+
+def tensor_array(tensor: InferInput) -> np.ndarray:
+    """The tensor's data as numpy, with one line saying why not (count, range, type)."""
+    try:
+        return tensor.as_numpy()
+    except (ValueError, TypeError, OverflowError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidInput(f"input {tensor.name!r} data does not match shape {tensor.shape} "
+                           f"and datatype {tensor.datatype}: {first}") from None
+
+
+def _response(request: InferRequest, model: str, name: str, datatype: str,
+              data: np.ndarray) -> InferResponse:
+    output = InferOutput(name, list(data.shape), datatype)
+    # gRPC answers in raw_output_contents (the only place tritonclient's gRPC client reads);
+    # REST starts from JSON lists, and KServe re-encodes them if the client asked for binary.
+    output.set_data_from_numpy(data, binary_data=bool(request.from_grpc))
+    return InferResponse(response_id=request.id or "", model_name=model, infer_outputs=[output],
+                         use_binary_outputs=request.use_binary_outputs,
+                         requested_outputs=request.request_outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# The predictor
+
+
+class DigitsModel(Model):
+    """OIP v2 model: input `images` UINT8 [-1,28,28,1] -> output `probabilities` FP32 [-1,10]."""
+
+    def __init__(self, name: str, classifier: runtime.DigitClassifier,
+                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        super().__init__(name)
+        self.classifier = classifier
+        self.max_batch = max_batch
+        self.ready = True
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, *IMAGE_SHAPE]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, runtime.NUM_CLASSES]}]
+
+    def images_from(self, request: InferRequest) -> np.ndarray:
+        tensor = only_input(request, self.name, "UINT8")
+        shape = list(tensor.shape)
+        if len(shape) != 4 or shape[1:] != IMAGE_SHAPE or shape[0] < 0:
+            raise InvalidInput(f"input {INPUT_NAME!r} must have shape [N, 28, 28, 1], got {shape}")
+        if shape[0] > self.max_batch:
+            raise InvalidInput(f"batch of {shape[0]} images is over this server's limit of "
+                               f"{self.max_batch} per request (--max-batch)")
+        return tensor_array(tensor)
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None,
+                      response_headers: dict | None = None) -> InferResponse:
+        probabilities, _ = await self.infer(self.images_from(payload))
+        return _response(payload, self.name, OUTPUT_NAME, "FP32", probabilities)
+
+    async def infer(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+        """(probabilities (N, 10), milliseconds the runtime spent) without blocking the loop."""
+        if len(images) == 0:
+            return np.zeros((0, runtime.NUM_CLASSES), np.float32), 0.0
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def deliver(future: asyncio.Future, result: runtime.AsyncResult) -> None:
+            if not future.done():  # the request may have been cancelled (client went away)
+                future.set_result((result.probabilities, result.latency_ms))
+
+        def on_result(result: runtime.AsyncResult) -> None:  # a runtime worker thread
+            loop.call_soon_threadsafe(deliver, done, result)
+
+        self.classifier.predict_async(images, on_result)
+        return await done
+
+
+# --------------------------------------------------------------------------------------------
+# The transformer
+
+
+@dataclass
+class ReaderJob:
+    """One digit-reader request between preprocess, predict and postprocess."""
+
+    request: InferRequest
+    multi: bool
+    preprocessed: bool
+    compare: bool
+    rows: list[classify.Row]
+    crops: list[np.ndarray] = field(default_factory=list)  # every digit, in row order
+    boxes: list[list | None] = field(default_factory=list)  # per row (multi), None if unread
+    counts: list[int] = field(default_factory=list)  # digits per row
+    probabilities: np.ndarray | None = None
+    inference_ms: float = 0.0
+    compared: dict = field(default_factory=dict)  # backend -> (probabilities, ms)
+
+
+class DigitReaderModel(Model):
+    """OIP v2 model: `images` BYTES [N] (encoded image files) -> `results` BYTES [N] (JSON rows).
+
+    Request parameters: ``multi`` (every digit with its box), ``preprocessed`` (the 28x28 image(s)
+    the model saw, as PNG data URLs), ``compare`` (also native TensorFlow; needs --compare).
+    The predictor is the in-process ``digits`` model, or any OIP v2 server (``predictor_url``).
+    """
+
+    def __init__(self, predictor: DigitsModel | None, tensorflow: DigitsModel | None = None, *,
+                 predictor_url: str | None = None, max_images: int = DEFAULT_MAX_IMAGES,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, decoders: int = 2) -> None:
+        super().__init__(READER_NAME)
+        self.predictor = predictor
+        self.tensorflow = tensorflow
+        self.predictor_url = predictor_url
+        self.max_images = max_images
+        self.max_pixels = max_pixels
+        # Decoding is the heavy part (up to max_pixels each): at most this many at once.
+        self._decoding = threading.BoundedSemaphore(decoders)
+        self._remote = None
+        self.ready = True
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": RESULTS_NAME, "datatype": "BYTES", "shape": [-1]}]
+
+    # -- 1. preprocess: encoded images -> MNIST-format digits (the one preprocessing module)
+
+    async def preprocess(self, payload: InferRequest, headers: dict | None = None) -> ReaderJob:
+        if not isinstance(payload, InferRequest):
+            raise InvalidInput("digit-reader speaks the Open Inference Protocol v2 only")
+        tensor = only_input(payload, self.name, "BYTES")
+        if len(tensor.shape) != 1 or tensor.shape[0] < 0:
+            raise InvalidInput(f"input {INPUT_NAME!r} must have shape [N] (one element per "
+                               f"encoded image), got {list(tensor.shape)}")
+        if tensor.shape[0] > self.max_images:
+            raise InvalidInput(f"{tensor.shape[0]} images is over this server's limit of "
+                               f"{self.max_images} per request (--max-images)")
+        compare = bool_parameter(payload, "compare")
+        if compare and self.tensorflow is None:
+            raise InvalidInput("compare: TensorFlow is not loaded (start the server with "
+                               "--compare)")
+        job = ReaderJob(payload, bool_parameter(payload, "multi"),
+                        bool_parameter(payload, "preprocessed"), compare, rows=[])
+        encoded = [_image_bytes(element, i) for i, element in
+                   enumerate(tensor_array(tensor).reshape(-1))]
+        loop = asyncio.get_running_loop()
+        read = await asyncio.gather(*(loop.run_in_executor(None, self._read, data, i, job.multi)
+                                      for i, data in enumerate(encoded)))
+        for i, result in enumerate(read):
+            name = f"{INPUT_NAME}[{i}]"
+            crops, boxes, error = result if job.multi else (result[0], None, result[1])
+            if error is not None and error != classify.NO_DIGIT:
+                raise InvalidInput(f"{name}: {error}")
+            job.rows.append(classify.Row(name, error=error))
+            digits = [] if crops is None else list(crops) if job.multi else [crops]
+            job.crops += digits
+            job.counts.append(len(digits))
+            job.boxes.append(boxes)
+        return job
+
+    def _read(self, data: bytes, index: int, multi: bool):
+        name = f"{INPUT_NAME}[{index}]"
+        with self._decoding:
+            if multi:
+                return classify.read_digits_bytes(data, name, max_pixels=self.max_pixels)
+            return classify.read_digit_bytes(data, name, max_pixels=self.max_pixels)
+
+    # -- 2. predict: the predictor (in process, or remote over OIP v2)
+
+    async def predict(self, job: ReaderJob, headers: dict | None = None,
+                      response_headers: dict | None = None) -> ReaderJob:
+        images = (np.stack(job.crops)[..., None] if job.crops
+                  else np.zeros((0, *IMAGE_SHAPE), np.uint8))
+        job.probabilities, job.inference_ms = await self._predict_with(self.predictor, images)
+        if job.compare:
+            job.compared["openvino"] = (job.probabilities, job.inference_ms)
+            job.compared["tensorflow"] = await self._predict_with(self.tensorflow, images)
+        return job
+
+    async def _predict_with(self, predictor: DigitsModel | None,
+                            images: np.ndarray) -> tuple[np.ndarray, float]:
+        if predictor is not None and (predictor is self.tensorflow or not self.predictor_url):
+            return await predictor.infer(images)
+        return await self._remote_infer(images)
+
+    async def _remote_infer(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+        """The predictor on another server (OVMS, Triton, another serve.py), over REST v2."""
+        if len(images) == 0:
+            return np.zeros((0, runtime.NUM_CLASSES), np.float32), 0.0
+        if self._remote is None:
+            from kserve.inference_client import InferenceRESTClient, RESTConfig
+
+            self._remote = InferenceRESTClient(RESTConfig(protocol="v2"))
+        request_input = InferInput(INPUT_NAME, list(images.shape), "UINT8")
+        request_input.set_data_from_numpy(images, binary_data=True)
+        request = InferRequest(model_name=MODEL_NAME, infer_inputs=[request_input])
+        started = time.perf_counter()
+        response = await self._remote.infer(self.predictor_url, request, model_name=MODEL_NAME)
+        elapsed = (time.perf_counter() - started) * 1000
+        output = next(o for o in response.outputs if o.name == OUTPUT_NAME)
+        return output.as_numpy().astype(np.float32).reshape(len(images), -1), elapsed
+
+    # -- 3. postprocess: rows exactly like classify --json, plus what the page asked for
+
+    async def postprocess(self, job: ReaderJob, headers: dict | None = None,
+                          response_headers: dict | None = None) -> InferResponse:
+        start = 0
+        results = []
+        for row, count, boxes in zip(job.rows, job.counts, job.boxes, strict=True):
+            probabilities = job.probabilities[start:start + count]
+            crops = job.crops[start:start + count]
+            if count and job.multi:
+                classify.fill_number(row, boxes, probabilities)
+            elif count:
+                classify.fill_digit(row, probabilities[0])
+            data = row.as_json(job.multi)
+            data["inference_ms"] = round(job.inference_ms, 3)
+            # Detections are listed left to right: give the extras in the same order.
+            order = (sorted(range(count), key=lambda k: boxes[k][0]) if job.multi
+                     else list(range(count)))
+            if job.preprocessed:
+                urls = [_png_data_url(crops[k]) for k in order]
+                data["preprocessed"] = urls if job.multi else (urls[0] if urls else None)
+            if job.compare:
+                data["compare"] = {
+                    backend: _summary(p[start:start + count][order], ms, job.multi)
+                    for backend, (p, ms) in job.compared.items()}
+            results.append(json.dumps(data).encode())
+            start += count
+        return _response(job.request, self.name, RESULTS_NAME, "BYTES",
+                         np.array(results, dtype=np.object_))
+
+
+def _summary(probabilities: np.ndarray, milliseconds: float, multi: bool) -> dict:
+    """One backend's answer for the compare view."""
+    if len(probabilities) == 0:
+        return {"digit": None, "confidence": None, "inference_ms": round(milliseconds, 3)}
+    digits = probabilities.argmax(1)
+    summary = {"digit": int(digits[0]) if not multi else None,
+               "confidence": round(float(probabilities.max(1).min()), 4),
+               "inference_ms": round(milliseconds, 3)}
+    if multi:
+        summary["digits"] = [int(d) for d in digits]
+    return summary
+
+
+def _image_bytes(element: object, index: int) -> bytes:
+    """One BYTES element: raw file bytes (binary/gRPC), or base64 text / a data URL (JSON)."""
+    if isinstance(element, bytes | bytearray | memoryview):
+        return bytes(element)
+    if isinstance(element, str):
+        text = element.split(",", 1)[1] if element.startswith("data:") else element
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"{INPUT_NAME}[{index}]: a JSON string must hold the image as "
+                               "base64 (or send raw bytes with the binary tensor extension)"
+                               ) from None
+    raise InvalidInput(f"{INPUT_NAME}[{index}]: expected encoded image bytes")
+
+
+def _png_data_url(digit: np.ndarray) -> str:
+    _, png = cv2.imencode(".png", digit)
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")

@@ -1,0 +1,293 @@
+"""Run the served models on KServe's ``ModelServer``: REST and gRPC on one host, the page at ``/``.
+
+What this adds to ``kserve.ModelServer`` (0.21), and why:
+
+- both listeners bind ``host`` (KServe binds every interface: 0.0.0.0 and [::]);
+- bad requests are 4xx with a one-line ``{"error": ...}`` and one log line, no traceback:
+  a body over ``max_body_bytes`` is refused from its Content-Length (or while it streams in)
+  with 413, a body that is not the JSON OIP v2 request (or an unknown field layout) is a 400,
+  a client that goes away mid-body is logged as such;
+- the page (``edgedigits.web``) is mounted on the same FastAPI app;
+- SIGINT/SIGTERM stop accepting, let in-flight requests finish (uvicorn's and gRPC's graceful
+  shutdown), and ``serve`` returns normally (exit status 0);
+- a ready line with the URLs, printed once both listeners accept connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+
+from edgedigits.errors import UserError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_GRPC_PORT = 8081
+DEFAULT_MAX_BODY_BYTES = 32 << 20  # 64 camera frames, or a few full-size phone photos
+GRACE_SECONDS = 10
+
+
+@dataclass
+class ServerOptions:
+    host: str = DEFAULT_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    grpc_threads: int = 4
+    verbose: bool = False
+
+
+def check_ports_free(host: str, ports: list[int]) -> None:
+    """UserError naming the port if another process already listens there."""
+    for port in ports:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error} "
+                                "(choose another with --http-port / --grpc-port)") from None
+
+
+def quiet_logs(verbose: bool) -> None:
+    """KServe logs every request (and a traceback per bad one) at INFO: keep warnings only."""
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        logging.getLogger("uvicorn.access").disabled = True
+
+
+# --------------------------------------------------------------------------------------------
+# REST: limits, one-line errors, the page
+
+
+class RequestGuard:
+    """ASGI middleware: 413 for a body over ``limit`` bytes (from Content-Length, or counted as
+    it streams in, so a chunked upload cannot get around it)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _send_error(send, 413, f"request body over this server's limit of "
+                                         f"{self.limit} bytes (--max-body-mb)")
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _send_error(send, 413, f"request body over this server's limit of "
+                                             f"{self.limit} bytes (--max-body-mb)")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _install_handlers(app) -> None:
+    """One-line JSON errors (KServe's own handlers log a traceback for every bad request)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from kserve import errors
+    from starlette.requests import ClientDisconnect
+
+    log = logging.getLogger("edgedigits.serving")
+
+    def reply(status: int, text: str, request) -> JSONResponse:
+        log.info("%s %s -> %d %s", request.method, request.url.path, status, text)
+        return JSONResponse(status_code=status, content={"error": text})
+
+    async def invalid(request, error):
+        return reply(400, str(error), request)
+
+    async def not_found(request, error):
+        return reply(404, str(error), request)
+
+    async def not_ready(request, error):
+        return reply(503, str(error), request)
+
+    async def validation(request, error: RequestValidationError):
+        problems = error.errors()
+        first = problems[0] if problems else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        what = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid" or "JSON" in what:
+            text = "request body is not JSON (an OIP v2 inference request, or the binary " \
+                   "tensor extension with an Inference-Header-Content-Length header)"
+        else:
+            text = f"not an OIP v2 inference request: {where + ': ' if where else ''}{what}"
+        return reply(400, text, request)
+
+    async def disconnected(request, error):
+        log.info("%s %s: client went away before sending the whole body",
+                 request.method, request.url.path)
+        return JSONResponse(status_code=400, content={"error": "incomplete request body"})
+
+    async def bad_body(request, error: Exception):
+        # KServe reads the binary extension's JSON header with unchecked key lookups and
+        # slicing: a malformed header surfaces as one of these, and it is the client's fault.
+        return reply(400, f"malformed inference request ({type(error).__name__}: {error})",
+                     request)
+
+    app.add_exception_handler(errors.InvalidInput, invalid)
+    app.add_exception_handler(errors.ModelNotFound, not_found)
+    app.add_exception_handler(errors.ModelNotReady, not_ready)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+    for kind in (KeyError, TypeError, ValueError, IndexError):
+        app.add_exception_handler(kind, bad_body)
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], None],
+          started: float) -> int:
+    """Run REST + gRPC until SIGINT/SIGTERM; returns 0 after a graceful stop."""
+    import kserve
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+    from kserve.protocol.grpc.servicer import InferenceServicer
+    from kserve.protocol.rest.server import RESTServer
+    from starlette.routing import Route
+
+    from edgedigits.serving.rest import make_infer_endpoint
+
+    check_ports_free(options.host, [options.http_port, options.grpc_port])
+
+    class OneLineErrors(ExceptionToStatusInterceptor):
+        """gRPC: a bad request is INVALID_ARGUMENT / NOT_FOUND with one log line."""
+
+        async def handle_exception(self, error, request_or_iterator, context, method_name):
+            from grpc import StatusCode
+            from kserve.errors import InvalidInput, ModelNotFound
+
+            if isinstance(error, InvalidInput | ModelNotFound):
+                logging.getLogger("edgedigits.serving").info("gRPC %s: %s", method_name, error)
+                code = (StatusCode.NOT_FOUND if isinstance(error, ModelNotFound)
+                        else StatusCode.INVALID_ARGUMENT)
+                await context.abort(code, error.reason)
+            await super().handle_exception(error, request_or_iterator, context, method_name)
+
+    class PageRESTServer(RESTServer):
+        def create_application(self):
+            super().create_application()
+            from uvicorn.importer import import_from_string
+
+            from edgedigits.web import mount_page
+
+            app = import_from_string(FASTAPI_APP_IMPORT_STRING)
+            # Our OIP v2 REST inference route goes before KServe's (see edgedigits.serving.rest).
+            endpoint = make_infer_endpoint(self.dataplane)
+            for path in ("/v2/models/{model_name}/infer",
+                         "/v2/models/{model_name}/versions/{model_version}/infer"):
+                app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
+            _install_handlers(app)
+            app.add_middleware(RequestGuard, limit=options.max_body_bytes)
+            mount_page(app)
+
+    class DigitServer(kserve.ModelServer):
+        def start(self, models: list) -> None:
+            self._register_and_check_atleast_one_model_is_ready(models)
+            self._rest_server = PageRESTServer(
+                FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+                self.http_port, grace_period=GRACE_SECONDS, event_loop="asyncio")
+            self._rest_server.config.host = options.host
+            self._rest_server.config.access_log = options.verbose
+            asyncio.run(self._run())
+
+        async def _run(self) -> None:
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=4,
+                                                                 thread_name_prefix="decode"))
+            from grpc import aio
+
+            self._grpc = aio.server(
+                futures.ThreadPoolExecutor(max_workers=options.grpc_threads),
+                interceptors=(OneLineErrors(),),
+                options=[("grpc.max_send_message_length", options.max_body_bytes),
+                         ("grpc.max_receive_message_length", options.max_body_bytes),
+                         ("grpc.so_reuseport", 0)])
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+                InferenceServicer(self.dataplane, self.model_repository_extension), self._grpc)
+            host = f"[{options.host}]" if ":" in options.host else options.host
+            self._grpc.add_insecure_port(f"{host}:{options.grpc_port}")
+            await self._grpc.start()
+
+            stopping = asyncio.Event()
+
+            def on_signal(signum, frame):  # uvicorn re-raises the signals it caught, after it
+                loop.call_soon_threadsafe(stopping.set)  # has drained REST: then stop gRPC
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, on_signal)
+            rest = asyncio.create_task(self._rest_server.start())
+            watcher = asyncio.create_task(self._announce())
+            await rest
+            watcher.cancel()
+            if not stopping.is_set():  # REST ended without a signal (e.g. it could not start)
+                await self._grpc.stop(0)
+                raise UserError("the REST server stopped unexpectedly")
+            await self._grpc.stop(GRACE_SECONDS)
+            for model in self.registered_models.get_models().values():
+                with contextlib.suppress(Exception):
+                    model.stop()
+
+        async def _announce(self) -> None:
+            server = self._rest_server._server
+            while not server.started:
+                await asyncio.sleep(0.01)
+            on_ready(time.perf_counter() - started)
+
+    kserve_server = DigitServer(http_port=options.http_port, grpc_port=options.grpc_port,
+                                enable_latency_logging=options.verbose,
+                                enable_docs_url=False, grace_period=GRACE_SECONDS)
+    quiet_logs(options.verbose)
+    kserve_server.start(models)
+    print("stopped: in-flight requests finished", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,111 @@
+"""Serve the digit model over the Open Inference Protocol v2 (KServe), with the web page at /.
+
+    python infer/serve.py                      # 127.0.0.1: REST :8080 (+ page), gRPC :8081
+    python infer/serve.py --compare            # also native TensorFlow as model digits-tf
+    python infer/serve.py --model models/ir/fp32/model.xml --precision f32 --http-port 9000
+
+Models (OIP v2, as OVMS and Triton name things):
+  digits        images UINT8 [-1,28,28,1] -> probabilities FP32 [-1,10]  (the runtime: OpenVINO)
+  digit-reader  images BYTES [N] (PNG/JPEG files) -> results BYTES [N] (classify --json rows);
+                parameters multi, preprocessed, compare
+  digits-tf     like digits, native TensorFlow (only with --compare)
+
+Steps: load the classifier(s) -> build the KServe models (edgedigits.serving.models) -> run the
+REST + gRPC server (edgedigits.serving.server) until Ctrl-C / SIGTERM, which lets in-flight
+requests finish and exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+STARTED = time.perf_counter()
+
+from edgedigits import runtime  # noqa: E402  (the clock above includes every import)
+from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
+from edgedigits.serving import server  # noqa: E402
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="serve.py",
+        description="Serve the digit model over the Open Inference Protocol v2 (REST + gRPC) "
+                    "and the web page.",
+    )
+    parser.add_argument("--host", default=server.DEFAULT_HOST,
+                        help=f"address to listen on (default: {server.DEFAULT_HOST})")
+    parser.add_argument("--http-port", type=positive_int, default=server.DEFAULT_HTTP_PORT,
+                        help="REST port, also serves the page (default: "
+                             f"{server.DEFAULT_HTTP_PORT})")
+    parser.add_argument("--grpc-port", type=positive_int, default=server.DEFAULT_GRPC_PORT,
+                        help=f"gRPC port (default: {server.DEFAULT_GRPC_PORT})")
+    parser.add_argument("--compare", action="store_true",
+                        help="also load native TensorFlow (models/model.keras, or --tf-model) "
+                             "as model digits-tf, for the page's compare switch")
+    parser.add_argument("--tf-model", metavar="PATH",
+                        help="the Keras model for --compare (default: model.keras in the models "
+                             "folder)")
+    parser.add_argument("--predictor-url", metavar="URL",
+                        help="run digit-reader in front of another OIP v2 server's model digits "
+                             "(OVMS, Triton, another serve.py) instead of the local one")
+    limits = parser.add_argument_group("limits (each refused with a 4xx and a one-line reason)")
+    limits.add_argument("--max-batch", type=positive_int, default=256,
+                        help="images per request to digits (default: 256)")
+    limits.add_argument("--max-images", type=positive_int, default=64,
+                        help="encoded images per request to digit-reader (default: 64)")
+    limits.add_argument("--max-body-mb", type=positive_int, default=32,
+                        help="request body size in MiB, REST and gRPC (default: 32)")
+    limits.add_argument("--max-image-pixels", type=positive_int, default=25_000_000,
+                        help="pixels of one uploaded image, checked before decoding "
+                             "(default: 25,000,000)")
+    runtime.add_runtime_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = server.ServerOptions(host=args.host, http_port=args.http_port,
+                                   grpc_port=args.grpc_port,
+                                   max_body_bytes=args.max_body_mb << 20, verbose=args.verbose)
+    server.check_ports_free(options.host, [options.http_port, options.grpc_port])
+
+    # kserve parses sys.argv when imported (its own --model_name, ...): ours are parsed already.
+    sys.argv = sys.argv[:1]
+
+    # 1. The classifier(s): OpenVINO with the THROUGHPUT hint (parallel streams, AsyncInferQueue)
+    from edgedigits.serving.models import TENSORFLOW_NAME, DigitReaderModel, DigitsModel
+    from edgedigits.serving.repository import MODEL_NAME
+
+    classifier = runtime.load_from_args(args, hint="throughput") \
+        if args.backend == "openvino" else runtime.load_from_args(args)
+    classifier.warmup((1, 64), use_async=True)
+    predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch)
+    models = [predictor]
+    tensorflow = None
+    if args.compare:
+        tf_classifier = runtime.load_classifier(args.tf_model or args.model, backend="tensorflow",
+                                                threads=args.threads, verbose=args.verbose)
+        tf_classifier.warmup((1, 64), use_async=True)
+        tensorflow = DigitsModel(TENSORFLOW_NAME, tf_classifier, max_batch=args.max_batch)
+        models.append(tensorflow)
+
+    # 2. The transformer in front of it (decode, MNIST format, segment, rows)
+    models.append(DigitReaderModel(None if args.predictor_url else predictor, tensorflow,
+                                   predictor_url=args.predictor_url, max_images=args.max_images,
+                                   max_pixels=args.max_image_pixels))
+
+    # 3. Serve until Ctrl-C / SIGTERM
+    def ready(seconds: float) -> None:
+        base = f"http://{args.host}:{args.http_port}"
+        names = ", ".join(model.name for model in models)
+        print(f"serving {names} | {classifier.describe()}\n"
+              f"  page  {base}/\n  REST  {base}/v2/models/{MODEL_NAME}/infer\n"
+              f"  gRPC  {args.host}:{args.grpc_port}\n"
+              f"ready in {seconds:.1f} s (Ctrl-C to stop)", flush=True)
+
+    return server.serve(models, options, on_ready=ready, started=STARTED)
+
+
+if __name__ == "__main__":
+    run(main, prog="serve.py")
