@@ -664,11 +664,19 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                             "FP32; default: the device's choice, bf16 on CPUs that have it)")
     group.add_argument("--threads", type=positive_int, default=None,
                        help="inference threads (default: the runtime's choice)")
+    group.add_argument("--server", metavar="URL",
+                       help="run inference on an Open Inference Protocol v2 server instead "
+                            "(http://HOST:8080 REST or grpc://HOST:8081; infer/serve.py, OVMS, "
+                            "Triton); preprocessing stays local")
     parser.add_argument("--verbose", action="store_true", help="show runtime details and logs")
 
 
 def load_from_args(args: argparse.Namespace, **overrides: Any) -> DigitClassifier:
     """load_classifier with the flags of :func:`add_runtime_arguments`."""
+    if getattr(args, "server", None):
+        from edgedigits.remote import RemoteClassifier  # tritonclient only when asked for
+
+        return RemoteClassifier(args.server)
     options = dict(model=args.model, backend=args.backend, device=args.device,
                    inference_precision=args.precision, threads=args.threads,
                    verbose=args.verbose)

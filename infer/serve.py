@@ -3,6 +3,7 @@
     python infer/serve.py                      # 127.0.0.1: REST :8080 (+ page), gRPC :8081
     python infer/serve.py --compare            # also native TensorFlow as model digits-tf
     python infer/serve.py --model models/ir/fp32/model.xml --precision f32 --http-port 9000
+    python infer/serve.py --server http://ovms:8000   # digit-reader here, predictor on OVMS
 
 Models (OIP v2, as OVMS and Triton name things):
   digits        images UINT8 [-1,28,28,1] -> probabilities FP32 [-1,10]  (the runtime: OpenVINO)
@@ -24,6 +25,7 @@ STARTED = time.perf_counter()
 
 from edgedigits import runtime  # noqa: E402  (the clock above includes every import)
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
+from edgedigits.errors import UserError  # noqa: E402
 from edgedigits.serving import server  # noqa: E402
 
 
@@ -46,9 +48,6 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--tf-model", metavar="PATH",
                         help="the Keras model for --compare (default: model.keras in the models "
                              "folder)")
-    parser.add_argument("--predictor-url", metavar="URL",
-                        help="run digit-reader in front of another OIP v2 server's model digits "
-                             "(OVMS, Triton, another serve.py) instead of the local one")
     limits = parser.add_argument_group("limits (each refused with a 4xx and a one-line reason)")
     limits.add_argument("--max-batch", type=positive_int, default=256,
                         help="images per request to digits (default: 256)")
@@ -68,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     options = server.ServerOptions(host=args.host, http_port=args.http_port,
                                    grpc_port=args.grpc_port,
                                    max_body_bytes=args.max_body_mb << 20, verbose=args.verbose)
+    if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
+        raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
+                        "and kserve cannot share one process)")
     server.check_ports_free(options.host, [options.http_port, options.grpc_port])
 
     # kserve parses sys.argv when imported (its own --model_name, ...): ours are parsed already.
@@ -91,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         models.append(tensorflow)
 
     # 2. The transformer in front of it (decode, MNIST format, segment, rows)
-    models.append(DigitReaderModel(None if args.predictor_url else predictor, tensorflow,
-                                   predictor_url=args.predictor_url, max_images=args.max_images,
+    models.append(DigitReaderModel(predictor, tensorflow, max_images=args.max_images,
                                    max_pixels=args.max_image_pixels))
 
     # 3. Serve until Ctrl-C / SIGTERM

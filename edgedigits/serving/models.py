@@ -3,9 +3,9 @@
 KServe's split, kept visible so either half can be replaced:
 
     client --BYTES (PNG/JPEG)--> digit-reader --UINT8 [N,28,28,1]--> digits --FP32 [N,10]--> ...
-                                 (transformer: decode,                (predictor: the runtime,
-                                  MNIST-format, segment,               or OVMS / Triton through
-                                  rows like classify --json)           --predictor-url)
+                                 (transformer: decode,                (predictor: the runtime;
+                                  MNIST-format, segment,               with serve.py --server,
+                                  rows like classify --json)           OVMS / Triton over OIP v2)
 
 ``DigitsModel`` wraps any :class:`edgedigits.runtime.DigitClassifier` (OpenVINO for ``digits``,
 native TensorFlow for ``digits-tf``) and runs it through the classifier's ``predict_async``
@@ -22,7 +22,6 @@ import base64
 import binascii
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,7 +30,6 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
 from edgedigits import classify, runtime
-from edgedigits.serving.repository import MODEL_NAME
 
 READER_NAME = "digit-reader"
 TENSORFLOW_NAME = "digits-tf"
@@ -186,21 +184,20 @@ class DigitReaderModel(Model):
 
     Request parameters: ``multi`` (every digit with its box), ``preprocessed`` (the 28x28 image(s)
     the model saw, as PNG data URLs), ``compare`` (also native TensorFlow; needs --compare).
-    The predictor is the in-process ``digits`` model, or any OIP v2 server (``predictor_url``).
+    The predictor is the ``digits`` model: the local runtime, or with ``serve.py --server URL``
+    a :class:`edgedigits.remote.RemoteClassifier` in front of OVMS, Triton or another server.
     """
 
-    def __init__(self, predictor: DigitsModel | None, tensorflow: DigitsModel | None = None, *,
-                 predictor_url: str | None = None, max_images: int = DEFAULT_MAX_IMAGES,
+    def __init__(self, predictor: DigitsModel, tensorflow: DigitsModel | None = None, *,
+                 max_images: int = DEFAULT_MAX_IMAGES,
                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, decoders: int = 2) -> None:
         super().__init__(READER_NAME)
         self.predictor = predictor
         self.tensorflow = tensorflow
-        self.predictor_url = predictor_url
         self.max_images = max_images
         self.max_pixels = max_pixels
         # Decoding is the heavy part (up to max_pixels each): at most this many at once.
         self._decoding = threading.BoundedSemaphore(decoders)
-        self._remote = None
         self.ready = True
 
     def load(self) -> bool:
@@ -261,34 +258,12 @@ class DigitReaderModel(Model):
                       response_headers: dict | None = None) -> ReaderJob:
         images = (np.stack(job.crops)[..., None] if job.crops
                   else np.zeros((0, *IMAGE_SHAPE), np.uint8))
-        job.probabilities, job.inference_ms = await self._predict_with(self.predictor, images)
+        job.probabilities, job.inference_ms = await self.predictor.infer(images)
         if job.compare:
             job.compared["openvino"] = (job.probabilities, job.inference_ms)
-            job.compared["tensorflow"] = await self._predict_with(self.tensorflow, images)
+            job.compared["tensorflow"] = await self.tensorflow.infer(images)
         return job
 
-    async def _predict_with(self, predictor: DigitsModel | None,
-                            images: np.ndarray) -> tuple[np.ndarray, float]:
-        if predictor is not None and (predictor is self.tensorflow or not self.predictor_url):
-            return await predictor.infer(images)
-        return await self._remote_infer(images)
-
-    async def _remote_infer(self, images: np.ndarray) -> tuple[np.ndarray, float]:
-        """The predictor on another server (OVMS, Triton, another serve.py), over REST v2."""
-        if len(images) == 0:
-            return np.zeros((0, runtime.NUM_CLASSES), np.float32), 0.0
-        if self._remote is None:
-            from kserve.inference_client import InferenceRESTClient, RESTConfig
-
-            self._remote = InferenceRESTClient(RESTConfig(protocol="v2"))
-        request_input = InferInput(INPUT_NAME, list(images.shape), "UINT8")
-        request_input.set_data_from_numpy(images, binary_data=True)
-        request = InferRequest(model_name=MODEL_NAME, infer_inputs=[request_input])
-        started = time.perf_counter()
-        response = await self._remote.infer(self.predictor_url, request, model_name=MODEL_NAME)
-        elapsed = (time.perf_counter() - started) * 1000
-        output = next(o for o in response.outputs if o.name == OUTPUT_NAME)
-        return output.as_numpy().astype(np.float32).reshape(len(images), -1), elapsed
 
     # -- 3. postprocess: rows exactly like classify --json, plus what the page asked for
 
