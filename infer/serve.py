@@ -18,6 +18,7 @@ requests finish and exits 0.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -59,11 +60,26 @@ def build_parser() -> ArgumentParser:
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
     runtime.add_runtime_arguments(parser)
+    # The flags KServe's controller passes to a transformer/predictor container, so that the
+    # image runs unchanged in an InferenceService (infer/deploy/kserve/).
+    kserve_flags = parser.add_argument_group("KServe's container flags (set by KServe)")
+    kserve_flags.add_argument("--http_port", dest="http_port", type=positive_int,
+                              help=argparse.SUPPRESS)
+    kserve_flags.add_argument("--grpc_port", dest="grpc_port", type=positive_int,
+                              help=argparse.SUPPRESS)
+    kserve_flags.add_argument("--model_name", help=argparse.SUPPRESS)
+    kserve_flags.add_argument("--predictor_host", metavar="HOST[:PORT]",
+                              help="the predictor of a KServe transformer: same as "
+                                   "--server http://HOST[:PORT]")
+    kserve_flags.add_argument("--predictor_protocol", choices=("v2",), default="v2",
+                              help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.predictor_host and not args.server:
+        args.server = f"http://{args.predictor_host}"
     options = server.ServerOptions(host=args.host, http_port=args.http_port,
                                    grpc_port=args.grpc_port,
                                    max_body_bytes=args.max_body_mb << 20, verbose=args.verbose)
