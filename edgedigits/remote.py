@@ -13,6 +13,8 @@ only the 28x28 digits travel.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,29 +49,47 @@ class RemoteClassifier(runtime.DigitClassifier):
         self.model_path = Path(model_name)
         self.variant = "remote"
         self.precision = "server's"
-        address = parts.netloc
+        self._address = parts.netloc
+        # tritonclient's HTTP client runs on gevent, whose connections belong to the thread that
+        # made them: predict_async (webcam, serve.py) calls from a worker thread, so one client
+        # per thread.
+        self._local = threading.local()
+        self._clients: list = []
+        self._lock = threading.Lock()
         try:
             if self.protocol == "grpc":
                 import tritonclient.grpc as client_module
-
-                self._client = client_module.InferenceServerClient(address)
             else:
                 import tritonclient.http as client_module
-
-                self._client = client_module.InferenceServerClient(
-                    address, connection_timeout=TIMEOUT_SECONDS, network_timeout=TIMEOUT_SECONDS)
+            self._module = client_module
+            self._client()
+        except UserError:
+            raise
         except Exception as error:  # bad address text: tritonclient's own exception types
             raise UserError(f"cannot use server {url}: {error}") from None
-        self._module = client_module
         self._check_model()
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self.protocol == "grpc":
+                client = self._module.InferenceServerClient(self._address)
+            else:
+                client = self._module.InferenceServerClient(
+                    self._address, connection_timeout=TIMEOUT_SECONDS,
+                    network_timeout=TIMEOUT_SECONDS)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
 
     def _check_model(self) -> None:
         """The server is up and its model has this project's contract; else one clear line."""
         from tritonclient.utils import InferenceServerException
 
         try:
-            ready = self._client.is_model_ready(self.model_name)
-            metadata = self._client.get_model_metadata(self.model_name) if ready else None
+            ready = self._client().is_model_ready(self.model_name)
+            metadata = self._client().get_model_metadata(self.model_name) if ready else None
         except InferenceServerException as error:
             raise UserError(f"cannot reach the OIP v2 server at {self.url}: "
                             f"{error.message() or error}") from None
@@ -109,7 +129,7 @@ class RemoteClassifier(runtime.DigitClassifier):
             tensor.set_data_from_numpy(images, binary_data=True)
             outputs = [self._module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
         try:
-            result = self._client.infer(self.model_name, [tensor], outputs=outputs)
+            result = self._client().infer(self.model_name, [tensor], outputs=outputs)
         except InferenceServerException as error:
             raise UserError(f"server {self.url} refused the request: "
                             f"{error.message() or error}") from None
@@ -123,6 +143,8 @@ class RemoteClassifier(runtime.DigitClassifier):
 
     def close(self) -> None:
         super().close()
-        client, self._client = getattr(self, "_client", None), None
-        if client is not None:
-            client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):  # a gevent client closed off its own thread
+                client.close()

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from test_classify import paper_scene, reliable_digits
+from test_webcam import write_video
 
 from conftest import ROOT, run_command
 from edgedigits import classify, contract, runtime
@@ -481,3 +482,58 @@ def test_classify_through_the_server_prints_what_local_classify_prints(server, f
                           str(folder))
     assert refused.returncode == 2 and "cannot reach" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_webcam_through_the_server_reads_what_local_webcam_reads(server, fp32_ir, digits,
+                                                                 tmp_path):
+    path = tmp_path / "digits.mp4"
+    write_video(path, [paper_scene([digits[(i + k * 3) % 10][0] for k in range(3)],
+                                   [(40 + 190 * k + i, 150 + 20 * k) for k in range(3)],
+                                   digit_px=110, seed=i) for i in range(20)])
+    local_lines, remote_lines = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    common = ["--source", str(path), "--no-display", "--max-frames", "20"]
+    local = run_command("infer/webcam.py", *common, "--jsonl", str(local_lines), "--model",
+                        str(fp32_ir), "--precision", "f32")
+    remote = run_command("infer/webcam.py", *common, "--jsonl", str(remote_lines), "--server",
+                         f"http://{server.url}")
+    assert local.returncode == remote.returncode == 0, remote.stderr
+    local_records = [json.loads(line) for line in local_lines.read_text().splitlines()]
+    remote_records = [json.loads(line) for line in remote_lines.read_text().splitlines()]
+    assert len(remote_records) == 20
+    assert [r["detections"] for r in remote_records] == [r["detections"] for r in local_records]
+    assert sum(len(r["detections"]) for r in remote_records) >= 20
+
+
+@pytest.mark.slow
+def test_compare_server_answers_with_tensorflow_beside_openvino(ir_models_dir, digits, mnist):
+    server = Server("--model", str(ir_models_dir), "--compare")
+    try:
+        assert server.request("GET", "/v2/models/digits-tf/ready") == (
+            200, {"name": "digits-tf", "ready": True})
+        images = mnist.x_test[:16, :, :, None]
+        body = json.dumps({"inputs": [{"name": "images", "shape": list(images.shape),
+                                       "datatype": "UINT8",
+                                       "data": images.ravel().tolist()}]}).encode()
+        tf_answer = server.request("POST", "/v2/models/digits-tf/infer", body)[1]
+        ov_answer = server.request("POST", "/v2/models/digits/infer", body)[1]
+        tf_p = np.array(tf_answer["outputs"][0]["data"]).reshape(16, 10)
+        ov_p = np.array(ov_answer["outputs"][0]["data"]).reshape(16, 10)
+        assert (tf_p.argmax(1) == ov_p.argmax(1)).mean() >= 0.9  # INT8 IR against Keras
+
+        scene = paper_scene([digits[2][0]], [(60, 50)], size=(260, 240), digit_px=140, seed=5)
+        request, headers = _bytes_request([_png(scene)])
+        header_length = int(headers["Inference-Header-Content-Length"])
+        header = json.loads(request[:header_length])
+        header["parameters"] = {"compare": True}
+        new_header = json.dumps(header).encode()
+        headers["Inference-Header-Content-Length"] = str(len(new_header))
+        status, answer = server.request("POST", "/v2/models/digit-reader/infer",
+                                        new_header + request[header_length:], headers)
+        assert status == 200, answer
+        row = json.loads(answer["outputs"][0]["data"][0])
+        assert set(row["compare"]) == {"openvino", "tensorflow"}
+        assert row["compare"]["openvino"]["digit"] == row["digit"] == 2
+        assert row["compare"]["tensorflow"]["digit"] == 2
+        assert row["compare"]["tensorflow"]["inference_ms"] > 0
+    finally:
+        assert server.stop() == 0

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -239,7 +240,12 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 self.http_port, grace_period=GRACE_SECONDS, event_loop="asyncio")
             self._rest_server.config.host = options.host
             self._rest_server.config.access_log = options.verbose
-            asyncio.run(self._run())
+            if os.environ.get("EDGEDIGITS_EVENT_LOOP", "uvloop") == "uvloop":
+                import uvloop  # a kserve dependency: libuv's loop, faster HTTP and gRPC I/O
+
+                uvloop.run(self._run())
+            else:
+                asyncio.run(self._run())
 
         async def _run(self) -> None:
             loop = asyncio.get_running_loop()
