@@ -537,3 +537,21 @@ def test_compare_server_answers_with_tensorflow_beside_openvino(ir_models_dir, d
         assert row["compare"]["tensorflow"]["inference_ms"] > 0
     finally:
         assert server.stop() == 0
+
+
+def test_reader_in_front_of_another_server_as_a_kserve_transformer(server, digits, tmp_path):
+    """The transformer half alone: KServe's --predictor_host points it at the predictor."""
+    front = Server("--predictor_host", server.url, "--model_name", "digit-reader")
+    try:
+        assert f"remote OIP v2 model 'digits' at http://{server.url}" in "".join(front.stdout)
+        scene = paper_scene([digits[d][0] for d in (3, 1)], [(30, 120), (250, 100)], seed=6)
+        request, headers = _bytes_request([_png(scene)])
+        status, answer = front.request("POST", "/v2/models/digit-reader/infer", request, headers)
+        assert status == 200, answer
+        through_front = json.loads(answer["outputs"][0]["data"][0])
+        status, answer = server.request("POST", "/v2/models/digit-reader/infer", request, headers)
+        direct = json.loads(answer["outputs"][0]["data"][0])
+        through_front.pop("inference_ms"), direct.pop("inference_ms")
+        assert through_front == direct and direct["digit"] is not None
+    finally:
+        assert front.stop() == 0
