@@ -177,13 +177,15 @@ class ReaderJob:
     probabilities: np.ndarray | None = None
     inference_ms: float = 0.0
     compared: dict = field(default_factory=dict)  # backend -> (probabilities, ms)
+    all_probabilities: bool = False  # the page's bar chart: all ten, not only the top 3
 
 
 class DigitReaderModel(Model):
     """OIP v2 model: `images` BYTES [N] (encoded image files) -> `results` BYTES [N] (JSON rows).
 
     Request parameters: ``multi`` (every digit with its box), ``preprocessed`` (the 28x28 image(s)
-    the model saw, as PNG data URLs), ``compare`` (also native TensorFlow; needs --compare).
+    the model saw, as PNG data URLs), ``probabilities`` (all ten per digit, not only the top 3),
+    ``compare`` (also native TensorFlow; needs --compare).
     The predictor is the ``digits`` model: the local runtime, or with ``serve.py --server URL``
     a :class:`edgedigits.remote.RemoteClassifier` in front of OVMS, Triton or another server.
     """
@@ -228,6 +230,7 @@ class DigitReaderModel(Model):
                                "--compare)")
         job = ReaderJob(payload, bool_parameter(payload, "multi"),
                         bool_parameter(payload, "preprocessed"), compare, rows=[])
+        job.all_probabilities = bool_parameter(payload, "probabilities")
         encoded = [_image_bytes(element, i) for i, element in
                    enumerate(tensor_array(tensor).reshape(-1))]
         loop = asyncio.get_running_loop()
@@ -286,6 +289,9 @@ class DigitReaderModel(Model):
             if job.preprocessed:
                 urls = [_png_data_url(crops[k]) for k in order]
                 data["preprocessed"] = urls if job.multi else (urls[0] if urls else None)
+            if job.all_probabilities:
+                vectors = [[round(float(p), 4) for p in probabilities[k]] for k in order]
+                data["probabilities"] = vectors if job.multi else (vectors[0] if vectors else None)
             if job.compare:
                 data["compare"] = {
                     backend: _summary(p[start:start + count][order], ms, job.multi)

@@ -15,7 +15,7 @@
     status: $("server-status"),
     tabs: MODES.map((mode) => $(`tab-${mode}`)),
     panels: MODES.map((mode) => $(`panel-${mode}`)),
-    pad: $("pad"), clear: $("clear"),
+    pad: $("pad"), clear: $("clear"), pen: $("pen"), penState: $("pen-state"),
     drop: $("drop"), file: $("file"), photoView: $("photo-view"),
     cameraToggle: $("camera-toggle"), stage: $("stage"), video: $("video"), overlay: $("overlay"),
     fps: $("fps"), cameraMs: $("camera-ms"),
@@ -33,7 +33,7 @@
   // Talking to the server
 
   function readParameters(multi) {
-    const parameters = { preprocessed: true };
+    const parameters = { preprocessed: true, probabilities: true };
     if (multi) parameters.multi = true;
     if (el.compare.checked) parameters.compare = true;
     return parameters;
@@ -69,22 +69,22 @@
 
   // The single reading the panel details: the result itself, or the chosen detection.
   function focusReading(result) {
-    if (!result.detections) return result;
+    if (!result.detections) return result.digit === null || result.digit === undefined ? null : result;
     return result.detections[0] || null;
   }
 
-  function preprocessedImage(result, reading) {
-    if (reading && typeof reading.preprocessed === "string") return reading.preprocessed;
-    if (typeof result.preprocessed === "string") return result.preprocessed;
-    if (Array.isArray(result.preprocessed) && result.detections) {
-      return result.preprocessed[result.detections.indexOf(reading)] || null;
-    }
-    return null;
+  // What the server adds per digit (`preprocessed`, `probabilities`): one value for a single
+  // reading, a list in the detections' order for a multi reading.
+  function extra(result, reading, key) {
+    if (!result.detections) return result[key] ?? null;
+    const values = result[key];
+    return Array.isArray(values) ? values[result.detections.indexOf(reading)] ?? null : null;
   }
 
-  // Ten probabilities: the server's full vector when it sends one, else what top3 tells.
-  function probabilities(reading) {
-    if (Array.isArray(reading.probabilities) && reading.probabilities.length === 10) return reading.probabilities;
+  // Ten probabilities: the server's full vector, else (an older server) what top3 tells.
+  function probabilities(result, reading) {
+    const all = extra(result, reading, "probabilities");
+    if (Array.isArray(all) && all.length === 10) return all;
     const known = new Array(10).fill(0);
     for (const { digit, confidence } of reading.top3 || []) known[digit] = confidence;
     return known;
@@ -100,8 +100,8 @@
     }
   }
 
-  function showBars(reading) {
-    const values = reading ? probabilities(reading) : new Array(10).fill(null);
+  function showBars(result, reading) {
+    const values = reading ? probabilities(result, reading) : new Array(10).fill(null);
     el.bars.querySelectorAll(".bar").forEach((row, digit) => {
       const value = values[digit];
       row.querySelector(".bar-fill").style.width = `${value ? Math.max(0, Math.min(1, value)) * 100 : 0}%`;
@@ -129,7 +129,8 @@
     if (!both) return;
     for (const [prefix, key] of [["ov", "openvino"], ["tf", "tensorflow"]]) {
       const side = both[key] || {};
-      el.compareTable.querySelector(`[data-testid=${prefix}-digit]`).textContent = side.digit ?? "none";
+      const digits = side.digits ? side.digits.join("") : side.digit ?? "";
+      el.compareTable.querySelector(`[data-testid=${prefix}-digit]`).textContent = digits === "" ? "none" : digits;
       el.compareTable.querySelector(`[data-testid=${prefix}-confidence]`).textContent = percent(side.confidence);
       el.compareTable.querySelector(`[data-testid=${prefix}-ms]`).textContent = milliseconds(side.inference_ms);
     }
@@ -151,7 +152,7 @@
       el.confidence.textContent = "–";
       el.timing.textContent = "";
       el.seen.hidden = true;
-      showBars(null);
+      showBars(null, null);
       showDetections(null);
       showCompare(null);
       return;
@@ -169,10 +170,10 @@
     const serverMs = result.inference_ms;
     el.timing.textContent = serverMs === undefined ? ""
       : `Inference ${milliseconds(serverMs)} on the server; ${milliseconds(answer.roundTripMs)} round trip.`;
-    const image = reading && preprocessedImage(result, reading);
+    const image = reading && extra(result, reading, "preprocessed");
     el.seen.hidden = !image;
     if (image) el.seen.src = image;
-    showBars(reading);
+    showBars(result, reading);
     showDetections(result);
     showCompare(result);
     if (text === "" && !isNoDigit(result)) {
@@ -305,8 +306,54 @@
   el.pad.addEventListener("pointerup", endStroke);
   el.pad.addEventListener("pointercancel", endStroke);
 
+  // The keyboard draws too: arrows move a pen (shown as a ring), Space puts it down or lifts it.
+  const KEY_STEPS = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] };
+  const keyPen = { x: el.pad.width / 2, y: el.pad.height / 2, down: false };
+
+  function showPen() {
+    el.pen.style.left = `${(100 * keyPen.x) / el.pad.width}%`;
+    el.pen.style.top = `${(100 * keyPen.y) / el.pad.height}%`;
+    el.pen.classList.toggle("down", keyPen.down);
+    el.penState.textContent = keyPen.down ? "Pen down: moving draws." : "Pen up.";
+  }
+
+  el.pad.addEventListener("keydown", (event) => {
+    const step = KEY_STEPS[event.key];
+    if (step) {
+      const distance = event.shiftKey ? 3 : 10;
+      const clamp = (value, limit) => Math.max(0, Math.min(limit, value));
+      const next = {
+        x: clamp(keyPen.x + step[0] * distance, el.pad.width),
+        y: clamp(keyPen.y + step[1] * distance, el.pad.height),
+      };
+      if (keyPen.down) {
+        drawing.last = { x: keyPen.x, y: keyPen.y };
+        strokeTo(next);
+        drawingChanged(DEBOUNCE_MS);
+      }
+      Object.assign(keyPen, next);
+    } else if (event.key === " " || event.key === "Enter") {
+      keyPen.down = !keyPen.down;
+      if (keyPen.down) {
+        drawing.last = { x: keyPen.x, y: keyPen.y };
+        strokeTo(drawing.last);
+      }
+      drawingChanged(keyPen.down ? DEBOUNCE_MS : 0);
+    } else if (event.key === "Delete" || event.key === "Backspace" || event.key === "Escape") {
+      clearPad();
+      keyPen.down = false;
+      drawingChanged(0);
+    } else {
+      return;
+    }
+    event.preventDefault(); // no page scrolling or button presses while drawing
+    showPen();
+  });
+
   el.clear.addEventListener("click", () => {
     clearPad();
+    keyPen.down = false;
+    showPen();
     drawingChanged(0);
   });
 
@@ -477,6 +524,7 @@
 
   buildBars();
   clearPad();
+  showPen();
   render();
   checkServer();
 })();
