@@ -177,7 +177,21 @@ def page(browser, server):
     tab = context.new_page()
     tab.requests = []
     tab.problems = []
-    tab.on("request", lambda request: tab.requests.append(request.url))
+    tab.inferring = {"now": 0, "most": 0}  # inference requests in flight at once
+
+    def started(request):
+        tab.requests.append(request.url)
+        if request.url.endswith("/infer"):
+            tab.inferring["now"] += 1
+            tab.inferring["most"] = max(tab.inferring["most"], tab.inferring["now"])
+
+    def ended(request):
+        if request.url.endswith("/infer"):
+            tab.inferring["now"] -= 1
+
+    tab.on("request", started)
+    tab.on("requestfinished", ended)
+    tab.on("requestfailed", ended)
     tab.on("pageerror", lambda error: tab.problems.append(str(error)))
     tab.goto(server.url + "/")
     tab.wait_for_function("document.getElementById('server-status').dataset.ready === 'true'")
@@ -314,6 +328,9 @@ def test_drawn_mnist_digits_show_what_the_server_reads(page, server, digits):
         assert page.evaluate("document.getElementById('seen').naturalWidth") == 28
         read_right += api["digit"] == label
     assert read_right >= 2, "the small model should read most traced MNIST digits"
+    # Every stroke changed the drawing, yet never more than one request was in flight.
+    assert len([url for url in page.requests if url.endswith("/infer")]) >= 3
+    assert page.inferring["most"] == 1
 
 
 def test_a_hand_drawn_seven_reads_seven(page, server):
@@ -479,6 +496,12 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, tmp_path, digi
         assert tab.inner_text("[data-testid=tf-digit]") == str(api["tensorflow"]["digit"])
         for side in ("ov", "tf"):
             assert tab.inner_text(f"[data-testid={side}-ms]").endswith(" ms")
+        # The server goes away: the next drawing says so instead of failing silently.
+        comparing.stop()
+        draw(tab, [[(6, 7), (6, 21), (23, 13)]])
+        shown = settled_answer(tab)
+        screenshot(tab, "server-gone")
+        assert shown["state"] == "error" and "Cannot reach the server" in shown["error"]
         context.close()
     finally:
         comparing.stop()
