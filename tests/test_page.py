@@ -502,6 +502,7 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, tmp_path, digi
         shown = settled_answer(tab)
         screenshot(tab, "server-gone")
         assert shown["state"] == "error" and "Cannot reach the server" in shown["error"]
+        assert tab.get_attribute("[data-testid=server-status]", "data-ready") == "false"
         context.close()
     finally:
         comparing.stop()

@@ -39,16 +39,26 @@
     return parameters;
   }
 
+  function showServer(ready, text) {
+    el.status.textContent = text;
+    el.status.dataset.ready = String(ready);
+  }
+
   async function readOne(blob, multi) {
     const started = performance.now();
-    const [result] = await OIP.readImages([blob], readParameters(multi));
-    return { result, roundTripMs: performance.now() - started };
+    try {
+      const [result] = await OIP.readImages([blob], readParameters(multi));
+      if (el.status.dataset.ready !== "true") showServer(true, "Server ready.");
+      return { result, roundTripMs: performance.now() - started };
+    } catch (error) {
+      if (error instanceof OIP.ServerError && error.status === 0) showServer(false, "The server cannot be reached.");
+      throw error;
+    }
   }
 
   async function checkServer() {
     const ready = await OIP.isReady("/v2/health/ready");
-    el.status.textContent = ready ? "Server ready." : "The server is not ready (see its console).";
-    el.status.dataset.ready = String(ready);
+    showServer(ready, ready ? "Server ready." : "The server is not ready (see its console).");
     const tensorflow = await OIP.isReady("/v2/models/digits-tf/ready");
     el.compare.disabled = !tensorflow;
     el.compareNote.textContent = tensorflow
