@@ -13,11 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from test_classify import ink_box, overlap, paper_scene, reliable_digits
+from test_serving import Server
 
 from conftest import ROOT
 
@@ -40,7 +36,6 @@ PHOTOS = BESIDE_CHECKOUT if BESIDE_CHECKOUT.is_dir() else BESIDE_MNIST
 SCREENSHOTS = ROOT / "runs" / "page"
 CAMERA_SIZE = (480, 640)
 CAMERA_DIGIT_PX = 150
-SERVER_START_SECONDS = 120
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
@@ -49,70 +44,30 @@ if not Path(CHROMIUM).exists():
 
 
 # --------------------------------------------------------------------------------------------
-# The server
+# The server (test_serving's: infer/serve.py in a subprocess on free ports)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def address(server: Server) -> str:
+    return f"http://{server.url}"
 
 
-class Server:
-    """``python infer/serve.py`` on free ports, stopped with SIGTERM when done."""
-
-    def __init__(self, models_dir: Path, log: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [sys.executable, str(ROOT / "infer" / "serve.py"), "--model", str(models_dir),
-                   "--http-port", str(self.port), "--grpc-port", str(free_port()), *extra]
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                            cwd=ROOT)
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while not self.ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"infer/serve.py did not get ready:\n{log.read_text()}")
-            time.sleep(0.2)
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as response:
-                return response.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def read(self, image: bytes, **parameters) -> dict:
-        """The server's `digit-reader` answer for one encoded image, through the JSON API
-        (base64 BYTES): a different path from the page's binary requests to the same model."""
-        body = {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES",
-                            "data": [base64.b64encode(image).decode("ascii")]}],
-                "parameters": parameters}
-        request = urllib.request.Request(
-            f"{self.url}/v2/models/digit-reader/infer", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.load(response)
-        [results] = [output for output in answer["outputs"] if output["name"] == "results"]
-        return json.loads(results["data"][0])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def read(server: Server, image: bytes, **parameters) -> dict:
+    """The server's `digit-reader` answer for one encoded image, through the JSON API
+    (base64 BYTES): a different path from the page's binary requests to the same model."""
+    status, answer = server.request("POST", "/v2/models/digit-reader/infer", json.dumps({
+        "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES",
+                    "data": [base64.b64encode(image).decode("ascii")]}],
+        "parameters": parameters}).encode(), {"Content-Type": "application/json"})
+    assert status == 200, answer
+    [results] = [output for output in answer["outputs"] if output["name"] == "results"]
+    return json.loads(results["data"][0])
 
 
 @pytest.fixture(scope="module")
-def server(ir_models_dir, tmp_path_factory):
-    running = Server(ir_models_dir, tmp_path_factory.mktemp("server") / "serve.log")
+def server(ir_models_dir):
+    running = Server("--model", str(ir_models_dir))
     yield running
-    running.stop()
+    assert running.stop() == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +128,7 @@ def browser(camera_video):
 def page(browser, server):
     """A fresh tab on the page; every request it makes is recorded (the page must be offline)."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
-    context.grant_permissions(["camera"], origin=server.url)
+    context.grant_permissions(["camera"], origin=address(server))
     tab = context.new_page()
     tab.requests = []
     tab.problems = []
@@ -193,12 +148,13 @@ def page(browser, server):
     tab.on("requestfinished", ended)
     tab.on("requestfailed", ended)
     tab.on("pageerror", lambda error: tab.problems.append(str(error)))
-    tab.goto(server.url + "/")
+    tab.goto(address(server) + "/")
     tab.wait_for_function("document.getElementById('server-status').dataset.ready === 'true'")
     yield tab
     context.close()
     assert not tab.problems, f"JavaScript errors on the page: {tab.problems}"
-    outside = [url for url in tab.requests if not url.startswith((server.url, "data:", "blob:"))]
+    outside = [url for url in tab.requests
+               if not url.startswith((address(server), "data:", "blob:"))]
     assert not outside, f"the page loaded something from outside the server: {outside}"
 
 
@@ -317,7 +273,7 @@ def test_drawn_mnist_digits_show_what_the_server_reads(page, server, digits):
         draw(page, skeleton_strokes(digits[label][0]))
         shown = settled_answer(page)
         screenshot(page, f"draw-{label}")
-        api = server.read(canvas_png(page))  # the same drawing, through the JSON API
+        api = read(server, canvas_png(page))  # the same drawing, through the JSON API
         assert shown["state"] == "done" and shown["error"] == ""
         assert shown["prediction"] == str(api["digit"])
         assert shown["confidence"] == percent(api["confidence"])
@@ -338,7 +294,7 @@ def test_a_hand_drawn_seven_reads_seven(page, server):
     draw(page, [[(6, 7), (6, 12), (6, 17), (6, 21)], [(6, 21), (12, 18), (18, 15), (23, 13)]])
     shown = settled_answer(page)
     screenshot(page, "draw-seven")
-    assert shown["prediction"] == "7" == str(server.read(canvas_png(page))["digit"])
+    assert shown["prediction"] == "7" == str(read(server, canvas_png(page))["digit"])
 
 
 def test_blank_canvas_says_no_digit(page, server, digits):
@@ -347,7 +303,7 @@ def test_blank_canvas_says_no_digit(page, server, digits):
     page.click("[data-testid=clear]")
     shown = settled_answer(page)
     screenshot(page, "blank")
-    assert server.read(canvas_png(page))["digit"] is None
+    assert read(server, canvas_png(page))["digit"] is None
     assert shown["prediction"] == "" and shown["verdict"] == "no digit"
     assert shown["error"] == ""
     assert page.locator(".bar.top").count() == 0
@@ -360,7 +316,7 @@ def test_photo_upload_boxes_the_digit(page, server):
         page.set_input_files("[data-testid=file]", str(photo))
         shown = settled_answer(page)
         screenshot(page, f"photo-{label}")
-        api = server.read(photo.read_bytes(), multi=True)
+        api = read(server, photo.read_bytes(), multi=True)
         assert shown["state"] == "done"
         assert shown["prediction"] == (api["number"] or "")
         assert page.locator("[data-testid=detections] li").count() == len(api["detections"])
@@ -387,7 +343,7 @@ def test_dropped_photo_is_read(page, server):
                 new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
         }""", [photo.name, payload])
     shown = settled_answer(page)
-    assert shown["prediction"] == (server.read(photo.read_bytes(), multi=True)["number"] or "")
+    assert shown["prediction"] == (read(server, photo.read_bytes(), multi=True)["number"] or "")
 
 
 def green_pixels(tab, canvas_id: str) -> int:
@@ -428,9 +384,12 @@ def test_camera_shows_the_digits_on_paper(page, digits):
 def test_a_server_error_shows_a_readable_message(page, server, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not a picture, whatever its name says\n" * 20)
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        server.read(broken.read_bytes())
-    reason = json.load(refused.value)["error"]
+    status, refused = server.request("POST", "/v2/models/digit-reader/infer", json.dumps({
+        "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES",
+                    "data": [base64.b64encode(broken.read_bytes()).decode("ascii")]}]}).encode(),
+        {"Content-Type": "application/json"})
+    assert status == 400
+    reason = refused["error"]
     page.set_input_files("[data-testid=file]", str(broken))
     shown = settled_answer(page)
     screenshot(page, "error")
@@ -468,7 +427,7 @@ def test_phone_screen_and_keyboard(page, server):
     page.keyboard.press("Space")
     shown = settled_answer(page)
     screenshot(page, "phone-keyboard")
-    assert shown["prediction"] == str(server.read(canvas_png(page))["digit"]) == "1"
+    assert shown["prediction"] == str(read(server, canvas_png(page))["digit"]) == "1"
     # Tab reaches Clear; Enter presses it.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "clear"
@@ -477,19 +436,19 @@ def test_phone_screen_and_keyboard(page, server):
 
 
 @pytest.mark.slow
-def test_compare_openvino_with_tensorflow(browser, ir_models_dir, tmp_path, digits):
+def test_compare_openvino_with_tensorflow(browser, ir_models_dir, digits):
     """A server started with --compare: the switch shows both runtimes' answers and times."""
-    comparing = Server(ir_models_dir, tmp_path / "serve.log", "--compare")
+    comparing = Server("--model", str(ir_models_dir), "--compare")
     try:
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         tab = context.new_page()
-        tab.goto(comparing.url + "/")
+        tab.goto(address(comparing) + "/")
         tab.wait_for_function("!document.getElementById('compare').disabled")
         tab.check("[data-testid=compare]")
         draw(tab, skeleton_strokes(digits[3][0]))
         shown = settled_answer(tab)
         screenshot(tab, "compare")
-        api = comparing.read(canvas_png(tab), compare=True)["compare"]
+        api = read(comparing, canvas_png(tab), compare=True)["compare"]
         assert tab.is_visible("[data-testid=compare-table]")
         assert tab.inner_text("[data-testid=ov-digit]") == shown["prediction"]
         assert tab.inner_text("[data-testid=ov-digit]") == str(api["openvino"]["digit"])
@@ -497,7 +456,7 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, tmp_path, digi
         for side in ("ov", "tf"):
             assert tab.inner_text(f"[data-testid={side}-ms]").endswith(" ms")
         # The server goes away: the next drawing says so instead of failing silently.
-        comparing.stop()
+        assert comparing.stop() == 0
         draw(tab, [[(6, 7), (6, 21), (23, 13)]])
         shown = settled_answer(tab)
         screenshot(tab, "server-gone")
@@ -511,7 +470,7 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, tmp_path, digi
 def test_page_files_are_served_with_their_types(server):
     for name, kind in (("", "text/html"), ("app.js", "javascript"), ("oip.js", "javascript"),
                        ("style.css", "text/css")):
-        with urllib.request.urlopen(f"{server.url}/{name}", timeout=10) as response:
+        with urllib.request.urlopen(f"{address(server)}/{name}", timeout=10) as response:
             assert kind in response.headers["Content-Type"]
             assert response.read()
 
