@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from edgedigits.errors import UserError
+from edgedigits.errors import CommandFailed, UserError
 
+# What --precision accepts (what a model computes in), in training and in inference.
+PRECISIONS = ("f32", "bf16", "f16")
+EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -47,6 +53,67 @@ def _stderr_silenced():
         os.close(devnull)
 
 
+# --------------------------------------------------------------------------------------------
+# The one command-line vocabulary: each shared flag defined once, with one meaning everywhere.
+
+
+def add_model_argument(parser: argparse.ArgumentParser, help: str, **options) -> None:
+    """--model: the model to use (a file, or a models folder to search)."""
+    parser.add_argument("--model", metavar="PATH", default=None, help=help, **options)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="CPU",
+                        help="OpenVINO device: CPU (default), GPU, NPU, AUTO")
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--precision: what the model computes in (f32, bf16, f16), in training and inference."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help=help or "what non-quantized layers compute in: f32 for honest FP32, "
+                                     "bf16 or f16 (default: the device's choice, bf16 on CPUs "
+                                     "that have it)")
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="MNIST folder (default: $MNIST_DIR or Keras' download)")
+
+
+def add_output_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--output", type=Path, default=None, metavar="PATH", help=help)
+
+
+def add_json_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_batch_size_argument(parser: argparse.ArgumentParser, help: str,
+                            default: int | None = None) -> None:
+    parser.add_argument("--batch-size", type=batch_size, default=default, metavar="N", help=help)
+
+
+def to_json(data: Any) -> str:
+    """What --json prints: indented JSON; numpy numbers and paths as plain values."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "item"):  # numpy scalars
+            return value.item()
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        return str(value)
+
+    return json.dumps(data, indent=2, default=plain)
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quiet / --verbose, the same in every command."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", action="store_true",
+                       help="print only results and errors (no progress)")
+    group.add_argument("--verbose", action="store_true",
+                       help="show runtime details and library logs")
+
+
 def import_tensorflow(verbose: bool = False):
     """Import TensorFlow (and Keras) without its start-up noise unless ``verbose``."""
     quiet_tensorflow(verbose)
@@ -78,6 +145,36 @@ def positive_int(text: str) -> int:
     return value
 
 
+# Largest batch a command accepts: 4,096 images are 3 MB of pixels; far beyond what helps.
+MAX_BATCH_SIZE = 4096
+
+
+def batch_size(text: str) -> int:
+    """argparse type: a batch size, 1 to MAX_BATCH_SIZE."""
+    value = positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE}, got {value}")
+    return value
+
+
+def batch_sizes(text: str) -> tuple[int, ...]:
+    """argparse type: "1,32,256" -> (1, 32, 256), each 1 to MAX_BATCH_SIZE, duplicates dropped."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            size = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected whole numbers like 1,32,256, "
+                                             f"got {part.strip()!r}") from None
+        if size <= 0:
+            raise argparse.ArgumentTypeError(f"batch sizes must be greater than 0, got {size}")
+        if size > MAX_BATCH_SIZE:
+            raise argparse.ArgumentTypeError(f"batch sizes must be at most {MAX_BATCH_SIZE}, "
+                                             f"got {size}")
+        sizes.append(size)
+    return tuple(dict.fromkeys(sizes))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number greater than zero."""
     try:
@@ -97,6 +194,9 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
     except UserError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except CommandFailed as error:
+        print(f"{name}: failed: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         print(f"{name}: interrupted, nothing partial was written", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

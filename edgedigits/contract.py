@@ -3,14 +3,24 @@
 Training writes ``<models>/model.keras`` (+ ``saved_model/``, ``metrics.json``); conversion
 writes ``<models>/ir/<variant>/model.xml``; inference and the benchmark read those defaults,
 so the three commands chain with no arguments.
+
+The IR contract (README "IR contract") lives here whole: the shapes and names, the rt_info
+metadata conversion writes (:func:`write_metadata`) and the check every runtime applies when it
+reads an IR (:func:`check_ir`). ``model_type`` says what a model is; :data:`MODEL_TYPES` lists
+the kinds inference accepts, so a second kind of model can join without a second contract.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgedigits import CLASS_LABELS
+from edgedigits.errors import UserError
+
+if TYPE_CHECKING:  # openvino is imported only by the functions that read or write an IR
+    import openvino as ov
 
 MODELS_DIR_ENV = "EDGEDIGITS_MODELS"
 
@@ -37,4 +47,90 @@ IR_OUTPUT_NAME = "probabilities"  # float32, [N, 10], softmax over digits 0-9
 # rt_info metadata stored in every IR under this section; inference checks MODEL_TYPE.
 RT_INFO_SECTION = "edgedigits"
 MODEL_TYPE = "digit-classifier"
+# Every kind of model inference accepts; each reads one 28x28 uint8 image and answers (N, 10).
+MODEL_TYPES = (MODEL_TYPE,)
 LABELS = CLASS_LABELS
+
+# MNIST format: 28x28 uint8 images, white digit on black; ten classes, the digits 0-9.
+IMAGE_SIZE = 28
+NUM_CLASSES = len(LABELS)
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join("N" if dim is None else str(dim) for dim in shape) + "]"
+
+
+def check_signature(input_shape, output_shape, where: str) -> None:
+    """A digit classifier maps [N, 28, 28, 1] images to [N, 10] class scores (else UserError)."""
+    input_shape, output_shape = tuple(input_shape), tuple(output_shape)
+    if len(input_shape) != 4 or input_shape[1:] != IMAGE_SHAPE:
+        raise UserError(f"{where}: input must be 28x28x1 grayscale images (shape [N, 28, 28, 1]), "
+                        f"got {_shape_text(input_shape)}")
+    if len(output_shape) != 2 or output_shape[1] != NUM_CLASSES:
+        raise UserError(f"{where}: output must be 10 digit classes (shape [N, 10]), "
+                        f"got {_shape_text(output_shape)}")
+
+
+def write_metadata(model: ov.Model, values: dict) -> None:
+    """Store ``values`` (stringified) in the IR's rt_info section; ``save_model`` keeps them."""
+    for key, value in values.items():
+        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
+
+
+def read_metadata(model: ov.Model) -> dict[str, str]:
+    """The "edgedigits" rt_info section of an IR as a dict of strings ({} if there is none)."""
+    if not model.has_rt_info([RT_INFO_SECTION]):
+        return {}
+    import openvino as ov
+
+    section = model.get_rt_info()[RT_INFO_SECTION]
+    return {key: value.astype(str) if isinstance(value, ov.OVAny) else str(value)
+            for key, value in section.items()}
+
+
+def check_ir(model: ov.Model, path: Path) -> tuple[str, ...]:
+    """Refuse any IR that is not an edgedigits digit classifier; return its labels."""
+    import openvino as ov
+
+    metadata = read_metadata(model)
+    model_type = metadata.get("model_type")
+    if model_type not in MODEL_TYPES:
+        found = "no edgedigits metadata" if model_type is None else f"model_type {model_type!r}"
+        raise UserError(f"{path} is not an edgedigits digit classifier ({found}); "
+                        "convert a trained model with convert/to_ir.py")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError(f"{path}: expected one input and one output, got "
+                        f"{len(model.inputs)} and {len(model.outputs)}")
+    input_shape = model.input(0).get_partial_shape()
+    output_shape = model.output(0).get_partial_shape()
+    expected_input = ov.PartialShape([-1, *IMAGE_SHAPE])
+    expected_output = ov.PartialShape([-1, NUM_CLASSES])
+    if not (input_shape.compatible(expected_input) and output_shape.compatible(expected_output)):
+        raise UserError(f"{path} is not a 28x28 digit classifier: input {input_shape}, "
+                        f"output {output_shape} (expected [?,28,28,1] -> [?,10])")
+    if model.input(0).get_element_type() != ov.Type.u8:
+        raise UserError(f"{path}: input must be uint8 raw pixels, got "
+                        f"{model.input(0).get_element_type()}")
+    parts = metadata.get("labels", "").replace(",", " ").split()
+    return tuple(parts) if len(parts) == NUM_CLASSES else LABELS
+
+
+def ir_variant(model: ov.Model, path: Path) -> str:
+    """fp32 | fp16 | int8: the rt_info says so, else the folder name, else the graph itself."""
+    import openvino as ov
+
+    metadata = read_metadata(model)
+    for key in ("variant", "precision"):
+        value = metadata.get(key, "").lower()
+        if value in VARIANTS:
+            return value
+    if path.parent.name in VARIANTS:
+        return path.parent.name
+    types = {op.get_type_name() for op in model.get_ops()}
+    if "FakeQuantize" in types or "FakeConvert" in types:
+        return "int8"
+    if any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.f16
+           for op in model.get_ops()):
+        return "fp16"
+    return "fp32"

@@ -26,7 +26,6 @@ import io
 import json
 import shutil
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -36,12 +35,15 @@ import numpy as np
 import openvino as ov
 
 from edgedigits import __version__, cli, contract
-from edgedigits.errors import UserError
+from edgedigits.contract import (
+    IMAGE_SHAPE,
+    check_signature,
+    write_metadata,
+)
+from edgedigits.errors import UserError, first_line
 from edgedigits.files import atomic_path, ensure_writable_dir, write_json, write_text
 from edgedigits.serving.repository import publish_best
-
-IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+from edgedigits.tensorflow_backend import check_keras_archive, load_keras_classifier
 
 # INT8 calibration. On the tutorial model (5 epochs, 98.72 %) 100, 300, 1,000 and 3,000 images
 # all land within 0.07 pt of FP32 (see README); 300 is NNCF's own default and takes ~2 s.
@@ -162,24 +164,6 @@ def source_format(path: Path) -> str:
     raise UserError(f"{path}: expected a .keras file or a SavedModel folder")
 
 
-def check_keras_archive(path: Path) -> None:
-    """A .keras file is a zip archive: catch a truncated or damaged one before importing TF."""
-    if path.suffix.lower() != ".keras":
-        return
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-            names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise UserError(
-            f"{path}: not a loadable Keras model: corrupt or truncated .keras archive ({error})"
-        ) from None
-    if damaged is not None:
-        raise UserError(f"{path}: not a loadable Keras model: {damaged} inside is damaged")
-    if "config.json" not in names:
-        raise UserError(f"{path}: not a loadable Keras model: no config.json in the archive")
-
-
 def default_output_dir(input_path: Path) -> Path:
     """``<folder holding the input>/ir``: models/model.keras and models/saved_model → models/ir."""
     return input_path.parent / contract.IR_DIR
@@ -216,25 +200,6 @@ def check_calibration_size(size: int, pool_size: int) -> None:
 # --------------------------------------------------------------------------------------------
 # 2. The source model
 # --------------------------------------------------------------------------------------------
-def _shape_text(shape) -> str:
-    return "[" + ", ".join("N" if dim is None else str(dim) for dim in shape) + "]"
-
-
-def check_signature(input_shape, output_shape, where: str) -> None:
-    """A digit classifier maps [N, 28, 28, 1] images to [N, 10] class scores."""
-    input_shape, output_shape = tuple(input_shape), tuple(output_shape)
-    if len(input_shape) != 4 or input_shape[1:] != IMAGE_SHAPE:
-        raise UserError(
-            f"{where}: input must be 28x28x1 grayscale images (shape [N, 28, 28, 1]), "
-            f"got {_shape_text(input_shape)}"
-        )
-    if len(output_shape) != 2 or output_shape[1] != NUM_CLASSES:
-        raise UserError(
-            f"{where}: output must be 10 digit classes (shape [N, 10]), "
-            f"got {_shape_text(output_shape)}"
-        )
-
-
 def read_source_metrics(path: Path) -> dict:
     """Training's metrics.json beside the model (models/metrics.json), if present and readable."""
     metrics_path = path.parent / contract.METRICS_FILE
@@ -245,38 +210,8 @@ def read_source_metrics(path: Path) -> dict:
     return metrics if isinstance(metrics, dict) else {}
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
-def load_keras(path: Path) -> tuple:
-    import keras
-
-    try:
-        # safe_mode: a model file must not be able to run arbitrary code (Lambda layers etc.).
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # a damaged zip, bad config or unsafe layer: all the file's fault
-        raise UserError(
-            f"{path}: not a loadable Keras model (corrupt, truncated or unsafe?): "
-            f"{_first_line(error)}"
-        ) from None
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or not outputs:
-        raise UserError(f"{path}: the model has no defined input/output (build it before saving)")
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise UserError(
-            f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}"
-        )
-    check_signature(inputs[0].shape, outputs[0].shape, str(path))
-    return model
-
-
 def _load_keras_source(path: Path) -> SourceModel:
-    model = load_keras(path)
+    model = load_keras_classifier(path)
     metrics = read_source_metrics(path)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -299,7 +234,7 @@ def _load_saved_model_source(path: Path) -> SourceModel:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as error:  # unreadable protobuf, missing variables, ...
-        raise UserError(f"{path}: not a loadable SavedModel: {_first_line(error)}") from None
+        raise UserError(f"{path}: not a loadable SavedModel: {first_line(error)}") from None
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise UserError(
@@ -378,20 +313,6 @@ def set_static_batch(model: ov.Model, batch: int | None) -> ov.Model:
     if batch is not None:
         model.reshape({contract.IR_INPUT_NAME: ov.PartialShape([batch, *IMAGE_SHAPE])})
     return model
-
-
-def write_metadata(model: ov.Model, values: dict) -> None:
-    for key, value in values.items():
-        model.set_rt_info(str(value), [contract.RT_INFO_SECTION, key])
-
-
-def read_metadata(model: ov.Model) -> dict[str, str]:
-    """The "edgedigits" rt_info section of an IR as a dict of strings ({} if there is none)."""
-    if not model.has_rt_info([contract.RT_INFO_SECTION]):
-        return {}
-    section = model.get_rt_info()[contract.RT_INFO_SECTION]
-    return {key: value.astype(str) if isinstance(value, ov.OVAny) else str(value)
-            for key, value in section.items()}
 
 
 def metadata_for(source: SourceModel, variant: str, options: ConversionOptions,
@@ -666,7 +587,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             try:
                 ov.save_model(model, xml_path, compress_to_fp16=(variant == "fp16"))
             except RuntimeError as error:
-                raise UserError(f"cannot write {target}: {_first_line(error)}") from None
+                raise UserError(f"cannot write {target}: {first_line(error)}") from None
 
             # Verify the files just written, not the in-memory model.
             written = core.read_model(xml_path)

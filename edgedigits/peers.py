@@ -11,14 +11,15 @@ tooling, calibrated like NNCF on training images:
   (``optimizations=[DEFAULT]`` + a representative dataset), float input and output kept.
 
 Exporting needs TensorFlow, so it runs in a child process of its own
-(``python -m edgedigits.peers SPEC.json``); the rows that measure these runtimes never import it.
-Each runner uses its runtime's fastest honest calling pattern: buffers allocated once, the
+(``python -m edgedigits.peers SPEC.json``); the backends that run these files never import it.
+Each backend uses its runtime's fastest honest calling pattern: buffers allocated once, the
 uint8 -> float /255 written straight into the runtime's input (these models take floats; the
 OpenVINO IR does that step in its graph), no per-call allocation of outputs.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 import time
@@ -27,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits.benchmark import Runner, package_version
+from edgedigits.contract import IMAGE_SHAPE, NUM_CLASSES
+from edgedigits.errors import UserError, first_line
+from edgedigits.runtime import DigitClassifier, as_batch, in_batches
 
 INV_255 = np.float32(1.0 / 255.0)
 
@@ -97,18 +100,15 @@ def _export_litert(model, output: Path, calibration: np.ndarray | None) -> Path:
 
 def export_peer_models(keras_model: Path, output: Path, calibration: np.ndarray,
                        formats: Sequence[str]) -> dict:
-    """Write the requested peer files (names as in ``benchmark.VARIANTS``' ``source``).
+    """Write the requested peer files (names as the benchmark variants' ``source``).
 
     Returns ``{"files": {format: path}, "errors": {format: message}}``: one exporter failing
     (a converter bug, a missing package) costs only its own rows.
     """
-    from edgedigits.cli import import_tensorflow
-
-    import_tensorflow()
-    import keras
+    from edgedigits.tensorflow_backend import load_keras_classifier
 
     output.mkdir(parents=True, exist_ok=True)
-    model = keras.saving.load_model(keras_model, compile=False, safe_mode=True)
+    model = load_keras_classifier(keras_model)
     model(np.zeros((1, 28, 28, 1), np.float32))  # the ONNX exporter wants a model that ran
     steps = {
         "model.onnx": lambda: _export_onnx(model, output),
@@ -127,52 +127,71 @@ def export_peer_models(keras_model: Path, output: Path, calibration: np.ndarray,
         try:
             files[name] = str(step())
         except Exception as error:  # each exporter is someone else's code; keep the others
-            message = str(error).strip().splitlines()
-            errors[name] = f"{type(error).__name__}: {message[0] if message else ''}"[:300]
+            errors[name] = f"{type(error).__name__}: {first_line(error)}"[:300]
     return {"files": files, "errors": errors}
 
 
 def _child_main(argv: Sequence[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     started = time.perf_counter()
-    result = export_peer_models(Path(spec["keras_model"]), Path(spec["output"]),
-                                np.load(spec["calibration"]), spec["formats"])
+    try:
+        result = export_peer_models(Path(spec["keras_model"]), Path(spec["output"]),
+                                    np.load(spec["calibration"]), spec["formats"])
+    except UserError as error:  # the Keras model itself is unusable: the parent refuses it
+        result = {"error": str(error), "user_error": True}
     result["seconds"] = time.perf_counter() - started
     Path(spec["result"]).write_text(json.dumps(result))
     return 0
 
 
 # --------------------------------------------------------------------------------------------
-# Runners (child processes without TensorFlow)
+# Backends (processes without TensorFlow): registered in edgedigits.runtime as "onnxruntime"
+# and "litert", so classify, webcam and the benchmark run them like any other.
 
 
-class OnnxRuntimeRunner(Runner):
+def _file_precision(path: Path) -> str:
+    return "int8" if "int8" in path.name else "f32"
+
+
+class OnnxRuntimeClassifier(DigitClassifier):
     """ONNX Runtime, CPU execution provider, all graph optimizations, I/O bound once per shape."""
 
-    def __init__(self, model_path: Path, threads: int) -> None:
-        super().__init__()
+    backend = "onnxruntime"
+
+    def __init__(self, model_path: str | Path, device: str = "CPU", *,
+                 threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise UserError(f"model not found: {self.model_path}")
+        if device.upper() != "CPU":
+            raise UserError(f"the onnxruntime backend runs on CPU only, not {device!r}")
+        self.device = "CPU"
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        if threads:
+            options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(model_path), options,
-                                             providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime raises its own types for a bad file
+            raise UserError(f"cannot read ONNX model {self.model_path}: "
+                            f"{first_line(error)}") from None
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self._bound: dict[int, tuple] = {}
-        self.executes = "int8" if "int8" in model_path.name else "f32"
+        self.variant = self.precision = _file_precision(self.model_path)
         self.details = {"onnxruntime": ort.__version__, "providers": ["CPUExecutionProvider"],
                         "calling": "run_with_iobinding, buffers bound once per batch size"}
-        self.single(np.zeros((1, 28, 28, 1), np.uint8))
 
     def _binding(self, count: int) -> tuple:
         bound = self._bound.get(count)
         if bound is None:
-            inputs = np.zeros((count, 28, 28, 1), np.float32)
-            outputs = np.zeros((count, 10), np.float32)
+            inputs = np.zeros((count, *IMAGE_SHAPE), np.float32)
+            outputs = np.zeros((count, NUM_CLASSES), np.float32)
             binding = self._session.io_binding()
             binding.bind_cpu_input(self._input, inputs)
             binding.bind_output(self._output, "cpu", 0, np.float32, list(outputs.shape),
@@ -180,37 +199,61 @@ class OnnxRuntimeRunner(Runner):
             bound = self._bound[count] = (binding, inputs, outputs)
         return bound
 
-    def batched(self, images: np.ndarray) -> np.ndarray:
+    def _run(self, images: np.ndarray) -> np.ndarray:
         binding, inputs, outputs = self._binding(len(images))
         np.multiply(images, INV_255, out=inputs)
         self._session.run_with_iobinding(binding)
         return outputs
 
+    def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        return in_batches(as_batch(images), batch_size, self._run)
 
-class LiteRTRunner(Runner):
+    def bind_single(self) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(self, "_single_buffers", None) is None:
+            _, _, outputs = self._binding(1)
+            self._single_buffers = (np.zeros((1, *IMAGE_SHAPE), np.uint8), outputs)
+        return self._single_buffers
+
+    def infer_single(self) -> None:  # the output buffer is bound to the session: no copy
+        self._run(self.bind_single()[0])
+
+
+class LiteRTClassifier(DigitClassifier):
     """LiteRT (ai-edge-litert) interpreter with XNNPACK, one interpreter per batch size.
 
     Input and output are read and written through the interpreter's own tensor views, so no
     array is allocated per call.
     """
 
-    def __init__(self, model_path: Path, threads: int) -> None:
-        super().__init__()
+    backend = "litert"
+
+    def __init__(self, model_path: str | Path, device: str = "CPU", *,
+                 threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._make = lambda: Interpreter(model_path=str(model_path), num_threads=threads)
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise UserError(f"model not found: {self.model_path}")
+        if device.upper() != "CPU":
+            raise UserError(f"the litert backend runs on CPU only, not {device!r}")
+        self.device = "CPU"
+        self._make = lambda: Interpreter(model_path=str(self.model_path), num_threads=threads)
         self._interpreters: dict[int, tuple] = {}
-        self.executes = "int8" if "int8" in model_path.name else "f32"
-        self.details = {"ai_edge_litert": package_version("ai-edge-litert"),
+        try:
+            self._interpreter(1)
+        except ValueError as error:  # LiteRT's error for a file that is not a model
+            raise UserError(f"cannot read LiteRT model {self.model_path}: "
+                            f"{first_line(error)}") from None
+        self.variant = self.precision = _file_precision(self.model_path)
+        self.details = {"ai_edge_litert": _package_version("ai-edge-litert"),
                         "calling": "invoke() on tensor views, one interpreter per batch size"}
-        self.single(np.zeros((1, 28, 28, 1), np.uint8))
 
     def _interpreter(self, count: int) -> tuple:
         entry = self._interpreters.get(count)
         if entry is None:
             interpreter = self._make()
             input_index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(input_index, [count, 28, 28, 1])
+            interpreter.resize_tensor_input(input_index, [count, *IMAGE_SHAPE])
             interpreter.allocate_tensors()
             output_index = interpreter.get_output_details()[0]["index"]
             entry = (interpreter, interpreter.tensor(input_index),
@@ -218,19 +261,27 @@ class LiteRTRunner(Runner):
             self._interpreters[count] = entry
         return entry
 
-    def batched(self, images: np.ndarray) -> np.ndarray:
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        # The views are fetched per call and never kept (a copy is returned): LiteRT refuses to
+        # invoke() while a numpy view of its buffers is alive.
         interpreter, input_view, output_view = self._interpreter(len(images))
         np.multiply(images, INV_255, out=input_view())
         interpreter.invoke()
-        return output_view()
+        return output_view().copy()
+
+    def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        return in_batches(as_batch(images), batch_size, self._run)
+
+    def infer_single(self) -> None:
+        image, output = self.bind_single()
+        output[...] = self._run(image)
 
 
-def open_peer_runner(backend: str, model_path: Path, threads: int) -> Runner:
-    if backend == "ONNX Runtime":
-        return OnnxRuntimeRunner(model_path, threads)
-    if backend == "LiteRT":
-        return LiteRTRunner(model_path, threads)
-    raise ValueError(f"no peer runner for {backend!r}")
+def _package_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

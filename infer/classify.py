@@ -46,7 +46,6 @@ def build_parser() -> ArgumentParser:
                              "per-digit accuracy, confusion matrix, misread files")
     parser.add_argument("--output", metavar="DIR",
                         help="with --eval: write confusion_matrix.png and eval.json here")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     runtime.add_runtime_arguments(parser)
     return parser
 

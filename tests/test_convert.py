@@ -19,6 +19,7 @@ import pytest
 
 from conftest import run_command
 from edgedigits import contract
+from edgedigits.contract import read_metadata
 from edgedigits.convert import (
     METADATA_KEYS,
     PARITY_IMAGES,
@@ -29,7 +30,6 @@ from edgedigits.convert import (
     convert,
     load_source,
     predict_ir,
-    read_metadata,
 )
 from edgedigits.errors import UserError
 

@@ -9,7 +9,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from edgedigits import contract, runtime
+from edgedigits import contract, openvino_backend, runtime
 from edgedigits.errors import UserError
 
 
@@ -166,7 +166,7 @@ def test_bad_models_devices_and_backends_are_user_errors(ir_models_dir, tmp_path
     with pytest.raises(UserError, match="OpenVINO IR"):
         runtime.load_classifier(_ir(ir_models_dir, "int8"), backend="tf")
     with pytest.raises(UserError, match="unknown backend"):
-        runtime.load_classifier(ir_models_dir, backend="onnx")
+        runtime.load_classifier(ir_models_dir, backend="caffe")
     with pytest.raises(UserError, match="unknown variant"):
         runtime.load_classifier(ir_models_dir, variant="int4")
 
@@ -181,7 +181,7 @@ def test_latency_model_is_unpinned_and_the_fast_call_matches_the_public_one(
     assert single.compiled.get_property("ENABLE_CPU_PINNING") is False
     fast = np.stack([classifier.predict(images[i : i + 1])[0] for i in range(10)])
     # The public-API fallback (used when openvino's private class is missing) agrees exactly.
-    monkeypatch.setattr(runtime, "_NativeInferRequest", None)
-    single.run = runtime._bound_infer(single.request)
+    monkeypatch.setattr(openvino_backend, "_NativeInferRequest", None)
+    single.run = openvino_backend._bound_infer(single.request)
     public = np.stack([classifier.predict(images[i : i + 1])[0] for i in range(10)])
     np.testing.assert_array_equal(fast, public)
