@@ -9,10 +9,10 @@ measures each variant's accuracy on the 10,000 MNIST test images; see models/ir/
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
-from edgedigits import contract
+from edgedigits import cli, contract
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, quiet_tensorflow, run
 from edgedigits.convert import (  # imports OpenVINO only; TensorFlow is loaded later, quietly
     DEFAULT_CALIBRATION_SIZE,
@@ -22,6 +22,7 @@ from edgedigits.convert import (  # imports OpenVINO only; TensorFlow is loaded 
     format_table,
     summary_rows,
 )
+from edgedigits.errors import CommandFailed
 
 
 def parse_args(argv: list[str] | None):
@@ -29,13 +30,13 @@ def parse_args(argv: list[str] | None):
         prog="to_ir.py",
         description="Convert a Keras digit classifier to OpenVINO IR and verify it against Keras.",
     )
-    parser.add_argument(
-        "--input", type=Path, default=None,
-        help="a .keras file or a SavedModel folder (default: models/model.keras)",
+    cli.add_model_argument(
+        parser, type=Path, help="the model to convert: a .keras file or a SavedModel folder "
+        "(default: models/model.keras)",
     )
-    parser.add_argument(
-        "--output", type=Path, default=None,
-        help="folder for <variant>/model.xml and the reports (default: <input's folder>/ir)",
+    parser.add_argument("--input", type=Path, dest="model", help=argparse.SUPPRESS)
+    cli.add_output_argument(
+        parser, "folder for <variant>/model.xml and the reports (default: <model's folder>/ir)"
     )
     parser.add_argument("--fp16", action="store_true", help="also write FP16-weight IR (fp16/)")
     parser.add_argument("--int8", action="store_true", help="also write INT8 IR by NNCF (int8/)")
@@ -48,15 +49,14 @@ def parse_args(argv: list[str] | None):
         help="accuracy-controlled INT8: lose at most D accuracy (0.001 = 0.1 pt) against FP32 "
         "on the held-out validation images",
     )
-    parser.add_argument(
-        "--batch", type=positive_int, default=None, metavar="N",
-        help="bake a static batch size into the IR (default: dynamic batch)",
+    cli.add_batch_size_argument(
+        parser, "bake a static batch size into the IR (default: dynamic batch; at most "
+        f"{cli.MAX_BATCH_SIZE})",
     )
-    parser.add_argument(
-        "--data-dir", type=Path, default=None,
-        help="MNIST folder (IDX files or mnist.npz; default: $MNIST_DIR)",
-    )
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow and NNCF logs")
+    parser.add_argument("--batch", type=cli.batch_size, dest="batch_size", help=argparse.SUPPRESS)
+    cli.add_data_dir_argument(parser)
+    cli.add_json_argument(parser, "print the conversion report as JSON instead of the table")
+    cli.add_verbosity_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -65,21 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow(args.verbose)
 
     options = ConversionOptions(
-        input_path=args.input or contract.default_models_dir() / contract.KERAS_FILE,
+        input_path=args.model or contract.default_models_dir() / contract.KERAS_FILE,
         output_dir=args.output,
         fp16=args.fp16,
         int8=args.int8,
         calibration_size=args.calibration_size,
         max_drop=args.max_drop,
-        batch=args.batch,
+        batch=args.batch_size,
         data_dir=args.data_dir,
         verbose=args.verbose,
     )
+    log = (lambda line: None) if args.quiet or args.json else print
     try:
-        report = convert(options, log=print)
+        report = convert(options, log=log)
     except ParityError as error:
-        print(f"to_ir.py: error: {error}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(error)) from None
+    if args.json:
+        print(cli.to_json(report.to_json()))
+        return 0
     for removed in report.removed_stale:
         print(f"removed {removed} (left from an earlier conversion, not rebuilt this run)")
     print("wrote:")

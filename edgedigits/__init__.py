@@ -3,9 +3,28 @@
 Stages (each a thin command in its own folder) share this package:
 ``data`` (MNIST loading and validation), ``models`` (architecture registry),
 ``training`` (fast tf.data training loop), ``augment`` (photo-like augmentation),
-``report`` (JSON/CSV/plots), ``files`` (atomic writes), ``cli`` (errors and exit codes).
+``report`` (JSON/CSV/plots), ``files`` (atomic writes), ``cli`` (errors and exit codes),
+``runtime`` (one DigitClassifier interface, a registry of backends), ``contract`` (files and
+the IR contract), ``benchmark`` (the benchmark package).
+
+The Python API (imported on first use, so ``import edgedigits`` stays light)::
+
+    from edgedigits import DigitReader, load_classifier
 """
 
 __version__ = "0.1.0"
 
 CLASS_LABELS = tuple(str(digit) for digit in range(10))
+
+_API = {"DigitReader": "edgedigits.reader", "Reading": "edgedigits.reader",
+        "Digit": "edgedigits.reader", "load_classifier": "edgedigits.runtime",
+        "DigitClassifier": "edgedigits.runtime"}
+__all__ = ["CLASS_LABELS", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'edgedigits' has no attribute {name!r}")

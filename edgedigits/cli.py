@@ -67,12 +67,26 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO device: CPU (default), GPU, NPU, AUTO")
 
 
-def add_precision_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    """--precision: what the model computes in (f32, bf16, f16), in training and inference."""
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help=help or "what non-quantized layers compute in: f32 for honest FP32, "
-                                     "bf16 or f16 (default: the device's choice, bf16 on CPUs "
-                                     "that have it)")
+# Older spellings --precision still accepts (training used to say float32 / bfloat16 / auto).
+_PRECISION_ALIASES = {"float32": "f32", "fp32": "f32", "bfloat16": "bf16", "float16": "f16",
+                      "fp16": "f16", "auto": None}
+
+
+def precision(text: str) -> str | None:
+    """argparse type for --precision: f32 | bf16 | f16 (or an older spelling; auto = None)."""
+    name = text.strip().lower()
+    name = _PRECISION_ALIASES.get(name, name)
+    if name is not None and name not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(PRECISIONS)}, got {text!r}")
+    return name
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """--precision: what the model computes in, in training and in inference alike."""
+    parser.add_argument("--precision", type=precision, default=None, metavar="{f32,bf16,f16}",
+                        help="what non-quantized layers compute in: f32 (true FP32), bf16 or f16 "
+                             "(default: the device's choice, bf16 where the CPU has it natively;"
+                             " saved models stay f32)")
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -187,15 +201,19 @@ def positive_float(text: str) -> float:
 
 
 def run(main: Callable[[], int | None], prog: str | None = None) -> None:
-    """Run an entry point: UserError -> one line + exit 2, Ctrl-C -> one line + exit 130."""
+    """Run an entry point ``main(argv=None) -> int`` (argv None: the command line).
+
+    UserError -> one line + exit 2; CommandFailed -> one line + exit 1; Ctrl-C -> one line +
+    exit 130; otherwise main's return value.
+    """
     name = prog or os.path.basename(sys.argv[0])
     try:
         code = main()
     except UserError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except CommandFailed as error:
-        print(f"{name}: failed: {error}", file=sys.stderr)
+    except CommandFailed as error:  # same one line, exit 1: the command ran but did not succeed
+        print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         print(f"{name}: interrupted, nothing partial was written", file=sys.stderr)

@@ -42,6 +42,7 @@ from edgedigits.contract import (
 )
 from edgedigits.errors import UserError, first_line
 from edgedigits.files import atomic_path, ensure_writable_dir, write_json, write_text
+from edgedigits.openvino_backend import OpenVINOClassifier
 from edgedigits.serving.repository import publish_best
 from edgedigits.tensorflow_backend import check_keras_archive, load_keras_classifier
 
@@ -60,8 +61,8 @@ CALIBRATION_SEED = 0
 PARITY_IMAGES = 1000
 PARITY_MIN_AGREEMENT = 0.999
 PARITY_MAX_ABS_DIFF = 1e-4
-# ... executed in real f32: this CPU (AVX-512 BF16) would otherwise run bf16 and call it FP32.
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+# ... executed in real f32 (inference_precision="f32"): a CPU with bf16 would otherwise run
+# bf16 and call it FP32.
 EVALUATION_CHUNK = 1000
 
 VARIANT_PRECISION = {
@@ -589,10 +590,10 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             except RuntimeError as error:
                 raise UserError(f"cannot write {target}: {first_line(error)}") from None
 
-            # Verify the files just written, not the in-memory model.
-            written = core.read_model(xml_path)
-            compiled = core.compile_model(written, "CPU", F32_CONFIG)
-            parity = compare(reference, predict_ir(compiled, parity_images))
+            # Verify the files just written, not the in-memory model, the way inference loads
+            # them (the runtime's OpenVINO backend checks the IR contract too), in true f32.
+            written = OpenVINOClassifier(xml_path, "CPU", inference_precision="f32", core=core)
+            parity = compare(reference, written.predict(parity_images))
             if variant == "fp32":
                 check_parity(parity)
                 report.parity = {
@@ -601,7 +602,8 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
                     "min_agreement": PARITY_MIN_AGREEMENT, "max_allowed_diff": PARITY_MAX_ABS_DIFF,
                     "precision": "f32", "ok": parity.ok,
                 }
-            accuracy = float((predict_ir(compiled, mnist.x_test).argmax(1) == mnist.y_test).mean())
+            accuracy = float((written.predict(mnist.x_test).argmax(1) == mnist.y_test).mean())
+            written.close()
             result = VariantResult(
                 variant=variant,
                 path=str(target / contract.IR_FILE),

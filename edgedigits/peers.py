@@ -149,6 +149,16 @@ def _child_main(argv: Sequence[str]) -> int:
 # and "litert", so classify, webcam and the benchmark run them like any other.
 
 
+def _cpu_model(model_path: str | Path, device: str, backend: str) -> tuple[Path, str]:
+    """The model file and device of a CPU-only peer backend (UserError otherwise)."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise UserError(f"model not found: {path}")
+    if device.upper() != "CPU":
+        raise UserError(f"the {backend} backend runs on CPU only, not {device!r}")
+    return path, "CPU"
+
+
 def _file_precision(path: Path) -> str:
     return "int8" if "int8" in path.name else "f32"
 
@@ -162,12 +172,7 @@ class OnnxRuntimeClassifier(DigitClassifier):
                  threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise UserError(f"model not found: {self.model_path}")
-        if device.upper() != "CPU":
-            raise UserError(f"the onnxruntime backend runs on CPU only, not {device!r}")
-        self.device = "CPU"
+        self.model_path, self.device = _cpu_model(model_path, device, self.backend)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -231,12 +236,7 @@ class LiteRTClassifier(DigitClassifier):
                  threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise UserError(f"model not found: {self.model_path}")
-        if device.upper() != "CPU":
-            raise UserError(f"the litert backend runs on CPU only, not {device!r}")
-        self.device = "CPU"
+        self.model_path, self.device = _cpu_model(model_path, device, self.backend)
         self._make = lambda: Interpreter(model_path=str(self.model_path), num_threads=threads)
         self._interpreters: dict[int, tuple] = {}
         try:

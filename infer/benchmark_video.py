@@ -13,7 +13,6 @@ last. Model loading is outside the timing; video decoding is inside it.
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -21,18 +20,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import runtime, video
+from edgedigits import cli, runtime, video
 from edgedigits.cli import ArgumentParser, positive_int, run
 from edgedigits.data import load_mnist
 from edgedigits.errors import UserError
+from edgedigits.files import write_json
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 DIGIT_SIDE = 110
 
 
-def make_video(path: Path, frames: int, seed: int = 0) -> Path:
+def make_video(path: Path, frames: int, seed: int = 0, data_dir: str | None = None) -> Path:
     """A 640x480 mp4 of 1-4 handwritten digits per frame on paper-like backgrounds."""
-    mnist = load_mnist()
+    mnist = load_mnist(data_dir)
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
     paper = (195 + 40 * cols / WIDTH - 25 * rows / HEIGHT)[..., None]
@@ -92,7 +92,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per mode (3)")
     parser.add_argument("--save-video", action="store_true",
                         help="also measure with --save (encoding the annotated mp4)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    cli.add_data_dir_argument(parser)
+    cli.add_output_argument(parser, "also write the results as JSON to this file")
+    cli.add_json_argument(parser, "print the results as JSON instead of the table")
     runtime.add_runtime_arguments(parser)
     return parser
 
@@ -101,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edgedigits-video-") as scratch:
         scratch = Path(scratch)
-        video_path = Path(args.video) if args.video else make_video(scratch / "digits.mp4",
-                                                                    args.frames)
+        video_path = Path(args.video) if args.video else make_video(
+            scratch / "digits.mp4", args.frames, data_dir=args.data_dir)
         jsonl, saved = str(scratch / "out.jsonl"), str(scratch / "out.mp4")
         modes = {"jsonl": video.Outputs(jsonl=jsonl)}
         if args.save_video:
@@ -120,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 "fps_max": round(max(rates), 1),
                 "mean_inference_ms": last.backends[backend].as_json()["mean_inference_ms"],
             }
+    if args.output:
+        write_json(args.output, results)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(cli.to_json(results))
         return 0
     print(f"{'mode':<11} {'frames':>6} {'digits':>6} {'fps min':>8} {'median':>8} {'max':>8} "
           f"{'infer ms':>8}")

@@ -17,12 +17,11 @@ camera/stream was lost (stopped delivering frames),
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from edgedigits import contract, runtime, video
+from edgedigits import cli, contract, runtime, video
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, run
-from edgedigits.errors import UserError
+from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir, write_json
 
 EXIT_LOST = 1
@@ -62,6 +61,7 @@ def build_parser() -> ArgumentParser:
                              "keep up with (the file's end is still a finished run, exit 0)")
     parser.add_argument("--summary-json", metavar="FILE",
                         help="also write the end-of-run summary as JSON")
+    cli.add_json_argument(parser, "print the end-of-run summary as JSON instead of the text")
     runtime.add_runtime_arguments(parser)
     return parser
 
@@ -107,11 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     # 5. Summary
     if args.summary_json:
         write_json(args.summary_json, summary.as_json())
-    print(summary.text())
+    print(cli.to_json(summary.as_json()) if args.json else summary.text())
     if summary.status == "lost":
-        print(f"webcam.py: error: lost {summary.source} after {summary.frames} frames",
-              file=sys.stderr)
-        return EXIT_LOST
+        raise CommandFailed(f"lost {summary.source} after {summary.frames} frames")
     return 0
 
 

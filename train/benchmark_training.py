@@ -54,24 +54,27 @@ def main(argv=None) -> int:
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=cli.positive_int, default=1,
                         help="runs of each (alternating); median reported")
-    parser.add_argument("--data-dir", help="local MNIST folder (default: $MNIST_DIR)")
-    parser.add_argument("--output", help="also write the results as JSON here")
+    cli.add_data_dir_argument(parser)
+    cli.add_output_argument(parser, "also write the results as JSON to this file")
+    cli.add_json_argument(parser, "print the results as JSON instead of the table")
+    cli.add_verbosity_arguments(parser)
     args = parser.parse_args(argv)
+    say = print if not (args.quiet or args.json) else (lambda *parts, **options: None)
     data_dir = args.data_dir or os.environ.get("MNIST_DIR")
     mnist = load_mnist(data_dir)  # fail early, with one line, if there is no data
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if data_dir:
         env["MNIST_DIR"] = str(Path(data_dir).resolve())
-    print(f"MNIST from {mnist.source}; {os.cpu_count()} CPUs; {args.repeats} run(s) each")
+    say(f"MNIST from {mnist.source}; {os.cpu_count()} CPUs; {args.repeats} run(s) each")
 
     runs = {"tutorial script": [], "train/train.py": []}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             runs["tutorial script"].append(run_tutorial(env))
-            print(f"  run {repeat + 1}: tutorial script {runs['tutorial script'][-1][0]:.1f} s, "
+            say(f"  run {repeat + 1}: tutorial script {runs['tutorial script'][-1][0]:.1f} s, "
                   f"accuracy {runs['tutorial script'][-1][1]:.2%}", flush=True)
             runs["train/train.py"].append(run_pipeline(env, Path(scratch) / f"run{repeat}"))
-            print(f"  run {repeat + 1}: train/train.py  {runs['train/train.py'][-1][0]:.1f} s, "
+            say(f"  run {repeat + 1}: train/train.py  {runs['train/train.py'][-1][0]:.1f} s, "
                   f"accuracy {runs['train/train.py'][-1][1]:.2%}", flush=True)
 
     rows = []
@@ -86,16 +89,20 @@ def main(argv=None) -> int:
             "test_accuracy_median": round(statistics.median(accuracies), 4),
         })
     speedup = rows[0]["wall_seconds_median"] / rows[1]["wall_seconds_median"]
+    results = {"rows": rows, "speedup": round(speedup, 2),
+               "runs": {name: results for name, results in runs.items()}}
+    if args.output:
+        write_json(args.output, results)
+    if args.json:
+        print(cli.to_json(results))
+        return 0
     print()
     print(markdown_table(rows, list(rows[0])), end="")
     print(f"\ntrain/train.py is {speedup:.2f}x faster in wall time than the tutorial script "
           f"({'meets' if speedup >= 2 else 'misses'} the 2x goal), accuracy "
           f"{rows[1]['test_accuracy_median']:.2%} vs {rows[0]['test_accuracy_median']:.2%}.")
-    if args.output:
-        write_json(args.output, {"rows": rows, "speedup": round(speedup, 2),
-                                 "runs": {name: results for name, results in runs.items()}})
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(lambda: main(sys.argv[1:]), prog="benchmark_training.py")
+    cli.run(main, prog="benchmark_training.py")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 
 from edgedigits import cli, contract
 from edgedigits.augment import AUGMENT_MODES
 from edgedigits.data import load_mnist
+from edgedigits.errors import UserError
 from edgedigits.files import ensure_writable_dir, staged_outputs, write_json
 from edgedigits.models import ARCHITECTURES, get_architecture
 from edgedigits.report import (
@@ -25,7 +25,6 @@ from edgedigits.report import (
     plot_training_curves,
     write_history_csv,
 )
-from edgedigits.training import PRECISIONS
 
 
 def parse_args(argv):
@@ -33,7 +32,7 @@ def parse_args(argv):
     parser.add_argument("--arch", default="tutorial",
                         help=f"architecture: {', '.join(ARCHITECTURES)} (default: tutorial)")
     parser.add_argument("--epochs", type=cli.positive_int, help="default: the recipe's")
-    parser.add_argument("--batch-size", type=cli.positive_int, help="default: the recipe's (128)")
+    cli.add_batch_size_argument(parser, "images per training step (default: the recipe's, 128)")
     parser.add_argument("--learning-rate", type=cli.positive_float,
                         help="peak learning rate (default: the recipe's)")
     parser.add_argument("--augment", choices=AUGMENT_MODES,
@@ -47,29 +46,31 @@ def parse_args(argv):
                         help="validate on the test set each epoch, as the tutorial does")
     parser.add_argument("--train-size", type=cli.positive_int,
                         help="train on the first N training images only (quick runs)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="training arithmetic: auto = mixed bfloat16 where the CPU has it "
-                             "natively, else float32 (the saved model is float32 either way)")
-    parser.add_argument("--data-dir", help="local MNIST folder (IDX files or mnist.npz); "
-                                           "default: $MNIST_DIR, else Keras' download")
-    parser.add_argument("--output", default=None,
-                        help=f"output folder (default: {contract.default_models_dir()})")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own logs")
+    cli.add_precision_argument(parser)  # training: bf16 = mixed bfloat16; the file stays f32
+    cli.add_data_dir_argument(parser)
+    cli.add_output_argument(parser, f"output folder (default: {contract.default_models_dir()})")
+    cli.add_json_argument(parser, "print metrics.json's summary as JSON instead of the text")
+    cli.add_verbosity_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     architecture = get_architecture(args.arch)
+    precision = {None: "auto", "f32": "float32", "bf16": "bfloat16"}.get(args.precision)
+    if precision is None:
+        raise UserError(f"training computes in f32 or bf16 (mixed bfloat16), not {args.precision}")
     output = ensure_writable_dir(args.output or contract.default_models_dir())
     tf = cli.import_tensorflow(args.verbose)
     import keras
 
     from edgedigits.training import TrainConfig, config_summary, evaluate, save_model, train
 
+    say = print if not (args.quiet or args.json) else (lambda *parts, **options: None)
+
     # Prepare the data
     mnist = load_mnist(args.data_dir)
-    print(f"MNIST: {len(mnist.x_train):,} training / {len(mnist.x_test):,} test images "
+    say(f"MNIST: {len(mnist.x_train):,} training / {len(mnist.x_test):,} test images "
           f"from {mnist.source}")
 
     # Train
@@ -77,9 +78,10 @@ def main(argv=None) -> int:
         arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, augment=args.augment, seed=args.seed,
         validation_size=args.validation_size, validate_on_test=args.validate_on_test,
-        train_size=args.train_size, precision=args.precision,
+        train_size=args.train_size, precision=precision,
+        verbose=0 if args.quiet or args.json else 2,
     ).resolve()
-    print(f"Training {architecture.name} ({architecture.summary}): {config.epochs} epochs, "
+    say(f"Training {architecture.name} ({architecture.summary}): {config.epochs} epochs, "
           f"batch {config.batch_size}, peak learning rate {config.learning_rate}, "
           f"augment {config.augment}, {config.resolved['precision']} arithmetic")
     result = train(mnist, config)
@@ -117,6 +119,11 @@ def main(argv=None) -> int:
                               title=f"{architecture.name}, MNIST test set")
         write_json(staging / contract.METRICS_FILE, report)
 
+    if args.json:
+        summary = {key: value for key, value in report.items()
+                   if key not in ("per_class", "confusion_matrix")}
+        print(cli.to_json({**summary, "output": str(output)}))
+        return 0
     print(f"\nTest accuracy {scores['test_accuracy']:.2%} (loss {scores['test_loss']:.4f}) "
           f"after {result.train_seconds:.1f} s of training, {report['params']:,} parameters")
     for label, name in [("model", contract.KERAS_FILE), ("SavedModel", contract.SAVED_MODEL_DIR),
@@ -125,9 +132,9 @@ def main(argv=None) -> int:
                         ("confusion matrix", "confusion_matrix.png")]:
         print(f"  {label:<17} {output / name}")
     keras_path = output / contract.KERAS_FILE
-    print("Next: python convert/to_ir.py" + (f" --input {keras_path}" if args.output else ""))
+    print("Next: python convert/to_ir.py" + (f" --model {keras_path}" if args.output else ""))
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(lambda: main(sys.argv[1:]), prog="train.py")
+    cli.run(main, prog="train.py")

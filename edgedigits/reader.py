@@ -1,0 +1,110 @@
+"""The Python API for programs that embed the reader: load once, read paths or arrays.
+
+    from edgedigits import DigitReader
+
+    reader = DigitReader("models/robust")           # or DigitReader(): the best IR under models/
+    reading = reader.read("photo.jpg")              # a path, or an image array (gray/BGR/BGRA)
+    print(reading.number)                           # "4096": the digits left to right
+    for digit in reading.digits:
+        print(digit.digit, digit.confidence, digit.box)   # box = [x, y, w, h] in the image
+
+It is the same code the commands run: ``classify.py --multi`` (segment -> MNIST format -> one
+batched inference through the runtime backend), with ``classify.py`` 's one-digit reading as
+:meth:`DigitReader.read_digit`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedigits import classify, preprocess, runtime, segment
+from edgedigits.errors import UserError
+
+
+@dataclass
+class Digit:
+    """One digit read: what it is, how sure, where (``box`` [x, y, w, h]; None for a whole
+    image read as one digit), and the three likeliest digits."""
+
+    digit: int
+    confidence: float
+    box: list[int] | None = None
+    top3: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Reading:
+    """Every digit found in one image, left to right (``number`` spells them; "" if none)."""
+
+    digits: list[Digit]
+
+    @property
+    def number(self) -> str:
+        return "".join(str(d.digit) for d in self.digits)
+
+
+class DigitReader:
+    """A loaded digit classifier plus the project's one preprocessing.
+
+    ``model``: an IR, a .keras file or a models folder (None: the default models folder);
+    ``backend``, ``device`` and the other options are :func:`runtime.load_classifier`'s.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, backend: str = "openvino",
+                 device: str = "CPU", **options: Any) -> None:
+        self.classifier = runtime.load_classifier(model, backend, device, **options)
+
+    def read(self, image: str | os.PathLike | np.ndarray) -> Reading:
+        """All digits in a photo or frame, left to right, each with its box."""
+        if isinstance(image, (str, os.PathLike)):
+            crops, boxes, error = classify.read_digits(Path(image))
+            if error is not None:
+                if crops is None and error.startswith("no digit"):
+                    return Reading([])
+                raise UserError(f"{image}: {error}")
+        else:
+            found = segment.find_digits(_as_image(image))
+            crops, boxes = found.digits, [list(map(int, box)) for box in found.boxes]
+        if crops is None or not len(crops):
+            return Reading([])
+        probabilities = self.classifier.predict(np.asarray(crops))
+        digits = [_digit(p, box) for p, box in zip(probabilities, boxes, strict=True)]
+        return Reading(sorted(digits, key=lambda d: d.box[0]))
+
+    def read_digit(self, image: str | os.PathLike | np.ndarray) -> Digit | None:
+        """The whole image as one digit (None when it is blank or too faint)."""
+        if isinstance(image, (str, os.PathLike)):
+            mnist, error = classify.read_digit(Path(image))
+            if error is not None and mnist is None and not error.startswith("no digit"):
+                raise UserError(f"{image}: {error}")
+        else:
+            mnist = preprocess.to_mnist_format(_as_image(image))
+        if mnist is None:
+            return None
+        return _digit(self.classifier.predict(mnist[None])[0], None)
+
+    def close(self) -> None:
+        self.classifier.close()
+
+    def __enter__(self) -> DigitReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _as_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise UserError(f"expected an image array (H, W) or (H, W, 3|4), got shape {image.shape}")
+    return image
+
+
+def _digit(probabilities: np.ndarray, box: list[int] | None) -> Digit:
+    return Digit(int(np.argmax(probabilities)), round(float(probabilities.max()), 4), box,
+                 classify.top_k(probabilities))
