@@ -254,18 +254,20 @@ def register_backend(name: str, target: str, **fields: Any) -> Backend:
 
 
 _PEERS = "pip install -r requirements-peers.txt"
+_TRAIN = "pip install -r requirements.txt (the full install; an edge box runs OpenVINO IRs)"
 register_backend("openvino", "edgedigits.openvino_backend:OpenVINOClassifier", aliases=("ov",),
-                 model_suffixes=(".xml",), summary="OpenVINO IR (default)", library="openvino")
+                 model_suffixes=(".xml",), summary="OpenVINO IR (default)", library="openvino",
+                 install="pip install -r requirements-edge.txt")
 register_backend("tensorflow", "edgedigits.tensorflow_backend:TensorFlowClassifier",
                  aliases=("tf", "keras", "tf-function"), model_suffixes=(".keras",),
                  default_files=(contract.KERAS_FILE,),
                  summary="native TensorFlow: the Keras model in a compiled tf.function",
-                 library="tensorflow")
+                 library="tensorflow", install=_TRAIN)
 register_backend("keras-predict", "edgedigits.tensorflow_backend:KerasPredictClassifier",
                  aliases=("tf-predict",), model_suffixes=(".keras",),
                  default_files=(contract.KERAS_FILE,),
                  summary="the Keras model through model.predict, as the tutorial calls it",
-                 library="tensorflow")
+                 library="tensorflow", install=_TRAIN)
 register_backend("onnxruntime", "edgedigits.peers:OnnxRuntimeClassifier", aliases=("ort",),
                  model_suffixes=(".onnx",), default_files=("model.onnx",),
                  summary="ONNX Runtime (optional)", install=_PEERS, library="onnxruntime")
@@ -370,11 +372,11 @@ def load_classifier(model: str | Path | None = None, backend: str = "openvino",
         path = model
     options = dict(hint=hint, inference_precision=inference_precision, threads=threads,
                    async_jobs=async_jobs, verbose=verbose, **backend_options)
-    cls = entry.load()
-    accepted = inspect.signature(cls.__init__).parameters
-    options = {key: value for key, value in options.items()
-               if key in accepted and value is not None}
     try:
+        cls = entry.load()
+        accepted = inspect.signature(cls.__init__).parameters
+        options = {key: value for key, value in options.items()
+                   if key in accepted and value is not None}
         if not entry.model_suffixes:
             return cls(path, **options)
         return cls(path, device, **options)
