@@ -111,12 +111,10 @@ class RemoteClassifier(runtime.DigitClassifier):
                             f"{INPUT_NAME!r} -> {OUTPUT_NAME!r})")
         self.versions = metadata.get("versions") or []
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        images = runtime.as_batch(images)
-        if len(images) == 0:
-            return np.zeros((0, runtime.NUM_CLASSES), np.float32)
-        return np.concatenate([self._infer(images[start:start + self.request_batch])
-                               for start in range(0, len(images), self.request_batch)])
+    def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        # One request per batch_size images (at most request_batch): the runtime's contract.
+        size = min(batch_size or self.request_batch, self.request_batch)
+        return runtime.in_batches(runtime.as_batch(images), size, self._infer)
 
     def _infer(self, images: np.ndarray) -> np.ndarray:
         from tritonclient.utils import InferenceServerException

@@ -28,6 +28,8 @@ COMMANDS = {
                            "--json", "--quiet", "--verbose"},
     "infer/benchmark_video.py": {"--model", "--backend", "--device", "--precision", "--threads",
                                  "--data-dir", "--output", "--json", "--quiet", "--verbose"},
+    "infer/serve.py": {"--model", "--backend", "--device", "--precision", "--threads",
+                       "--quiet", "--verbose"},
 }
 # Flags whose help is word for word the same wherever they appear. (--threads means inference
 # threads everywhere, but its default differs: the benchmark fixes one count for every runtime.)

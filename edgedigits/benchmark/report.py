@@ -333,8 +333,3 @@ def write_report(report: dict, output: Path) -> dict[str, Path]:
     else:
         del paths["chart"]
     return paths
-
-
-if __name__ == "__main__":
-    # Run the importable copy of this module, so peers' runners and ours share one Runner class.
-    pass
