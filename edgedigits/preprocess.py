@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits.errors import UserError
+from edgedigits.errors import UserError, first_line
 
 MNIST_SIZE = 28
 # MNIST fits the anti-aliased ink into 20x20 inside the 28x28 field. Our ink is a binary mask,
@@ -110,7 +110,7 @@ def decode_image(data: bytes, name: str = "image",
     try:
         image, metadata_types, metadata = cv2.imdecodeWithMetadata(buffer, flags)
     except cv2.error as error:
-        raise UserError(f"{name}: cannot decode image ({_first_line(error)})") from None
+        raise UserError(f"{name}: cannot decode image ({first_line(error)})") from None
     if image is None or image.size == 0:
         raise UserError(f"{name}: not an image OpenCV can read, or truncated/corrupt")
     _check_pixels(image.shape[:2][::-1], name, max_pixels)
@@ -118,11 +118,6 @@ def decode_image(data: bytes, name: str = "image",
         # IMREAD_UNCHANGED keeps alpha and 16 bits but skips EXIF orientation: apply it here.
         image = _apply_exif_orientation(image, metadata_types, metadata)
     return shrink(to_grayscale(image))
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[-1] if text else type(error).__name__
 
 
 def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
