@@ -343,12 +343,23 @@ BAD_REQUESTS = {
         "data": [0] * 784 * (MAX_BATCH + 1)}]}).encode(), {}), 400, "limit of 64"),
     "bytes that are not an image": ("digit-reader", lambda mnist: _bytes_request(
         [b"GIF89a but not really an image at all"]), 400, "images[0]"),
+    "BYTES elements cut short": ("digit-reader", lambda mnist: _cut_bytes(), 400,
+                                 "does not match"),
     "decompression bomb": ("digit-reader", lambda mnist: _bytes_request([_bomb()]), 400,
                            "pixels"),
     "unknown model": ("no-such-model", lambda mnist: (_valid_json_request(mnist), {}), 404,
                       "no-such-model"),
     "binary size past the body": ("digits", lambda mnist: _short_binary(), 400, "past the end"),
 }
+
+
+def _cut_bytes() -> tuple[bytes, dict]:
+    """A BYTES element whose 4-byte length promises more than the tensor holds."""
+    body, headers = _bytes_request([b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+    header_length = int(headers["Inference-Header-Content-Length"])
+    header, payload = body[:header_length], body[header_length:]
+    cut = (1000).to_bytes(4, "little") + payload[4:]
+    return header + cut, headers
 
 
 def _short_binary() -> tuple[bytes, dict]:

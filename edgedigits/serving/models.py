@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import json
+import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -84,7 +85,7 @@ def tensor_array(tensor: InferInput) -> np.ndarray:
     """The tensor's data as numpy, with one line saying why not (count, range, type)."""
     try:
         return tensor.as_numpy()
-    except (ValueError, TypeError, OverflowError) as error:
+    except (ValueError, TypeError, OverflowError, struct.error) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InvalidInput(f"input {tensor.name!r} data does not match shape {tensor.shape} "
                            f"and datatype {tensor.datatype}: {first}") from None
@@ -109,10 +110,17 @@ class DigitsModel(Model):
     """OIP v2 model: input `images` UINT8 [-1,28,28,1] -> output `probabilities` FP32 [-1,10]."""
 
     def __init__(self, name: str, classifier: runtime.DigitClassifier,
-                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, in_flight: int = 4) -> None:
         super().__init__(name)
         self.classifier = classifier
         self.max_batch = max_batch
+        # OpenVINO's AsyncInferQueue blocks the submitting thread while all its requests are
+        # busy: submit at most as many batches as it holds, so the event loop never waits on it
+        # (measured: the loop spent ~0.3 ms per request blocked in start_async without this).
+        self._slots = asyncio.Semaphore(in_flight)
+        self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._flush_scheduled = False
+        self._batches: set[asyncio.Future] = set()  # keeps running batches referenced
         self.ready = True
 
     def load(self) -> bool:
@@ -141,20 +149,75 @@ class DigitsModel(Model):
         return _response(payload, self.name, OUTPUT_NAME, "FP32", probabilities)
 
     async def infer(self, images: np.ndarray) -> tuple[np.ndarray, float]:
-        """(probabilities (N, 10), milliseconds the runtime spent) without blocking the loop."""
+        """(probabilities (N, 10), milliseconds the runtime spent) without blocking the loop.
+
+        Requests that arrive together are inferred together: every batch waiting when the loop
+        gets round to it goes to the runtime as one (up to ``max_batch`` images), the way OVMS
+        and Triton batch dynamically, but without waiting for more to come. At 32 clients of one
+        image each this replaces dozens of runtime calls and thread hand-overs by a few.
+        """
         if len(images) == 0:
             return np.zeros((0, runtime.NUM_CLASSES), np.float32), 0.0
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future = loop.create_future()
+        self._waiting.append((images, answer))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await answer
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        waiting, self._waiting = self._waiting, []
+        group: list = []
+        count = 0
+        for item in waiting:
+            if group and count + len(item[0]) > self.max_batch:
+                self._batches.add(asyncio.ensure_future(self._run_group(group)))
+                group, count = [], 0
+            group.append(item)
+            count += len(item[0])
+        if group:
+            self._batches.add(asyncio.ensure_future(self._run_group(group)))
+        for task in list(self._batches):
+            if task.done():
+                self._batches.discard(task)
+
+    async def _run_group(self, group: list) -> None:
+        images = group[0][0] if len(group) == 1 else np.concatenate([g[0] for g in group])
+        try:
+            async with self._slots:
+                probabilities, milliseconds = await self._submit(images)
+        except Exception as error:  # every caller of this batch gets the error
+            for _, answer in group:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        start = 0
+        for batch, answer in group:
+            if not answer.done():  # the caller may have gone away
+                answer.set_result((probabilities[start:start + len(batch)], milliseconds))
+            start += len(batch)
+
+    async def _submit(self, images: np.ndarray) -> tuple[np.ndarray, float]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
 
         def deliver(future: asyncio.Future, result: runtime.AsyncResult) -> None:
-            if not future.done():  # the request may have been cancelled (client went away)
+            if not future.done():
                 future.set_result((result.probabilities, result.latency_ms))
+
+        def fail(future: asyncio.Future, error: BaseException) -> None:
+            if not future.done():
+                future.set_exception(error)
 
         def on_result(result: runtime.AsyncResult) -> None:  # a runtime worker thread
             loop.call_soon_threadsafe(deliver, done, result)
 
-        self.classifier.predict_async(images, on_result)
+        try:
+            self.classifier.predict_async(images, on_result)
+        except Exception as error:  # handed to the waiting requests
+            fail(done, error)
         return await done
 
 
