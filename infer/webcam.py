@@ -24,8 +24,6 @@ from edgedigits.cli import ArgumentParser, positive_float, positive_int, run
 from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir, write_json
 
-EXIT_LOST = 1
-
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
