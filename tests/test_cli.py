@@ -101,3 +101,17 @@ def test_old_model_flags_still_work(tmp_path, script, flag):
     new = run_command(script, "--model", missing, "--output", str(tmp_path / "out"), timeout=120)
     assert old.returncode == new.returncode == 2, (old.stderr, new.stderr)
     assert old.stderr == new.stderr and missing in new.stderr
+
+
+@pytest.mark.parametrize(("script", "arguments"), [
+    ("convert/to_ir.py", ["--batch-size", "100000"]),
+    ("convert/to_ir.py", ["--batch", "100000"]),
+    ("train/train.py", ["--batch-size", "5000"]),
+    ("infer/benchmark.py", ["--batch-sizes", "1,8192"]),
+])
+def test_batch_sizes_have_an_upper_bound(tmp_path, script, arguments):
+    result = run_command(script, *arguments, "--output", str(tmp_path / "out"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "at most 4096" in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
