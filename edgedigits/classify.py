@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import preprocess, runtime, segment
+from edgedigits import contract, decode, preprocess, runtime, segment
 from edgedigits.errors import UserError
 from edgedigits.evalsets import is_image_file
 
@@ -90,21 +90,20 @@ def _error_text(name: str | Path, error: Exception) -> str:
 
 def read_digit(path: Path) -> tuple[np.ndarray | None, str | None]:
     """One file -> (28x28 MNIST-format digit, None) or (None, why not)."""
-    return digit_from(lambda: preprocess.read_image(path), path)
+    return digit_from(lambda: decode.read(path), path)
 
 
-def read_digit_bytes(data: bytes, name: str = "image", max_pixels: int = preprocess.MAX_IMAGE_PIXELS
+def read_digit_bytes(data: bytes, name: str = "image", max_pixels: int = decode.MAX_IMAGE_PIXELS
                      ) -> tuple[np.ndarray | None, str | None]:
     """:func:`read_digit` for an encoded image in memory (an upload, a request's BYTES)."""
-    return digit_from(lambda: preprocess.decode_image(data, name=name, max_pixels=max_pixels),
-                      name)
+    return digit_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name)
 
 
-def digit_from(decode: Callable[[], np.ndarray],
+def digit_from(load: Callable[[], decode.DecodedImage],
                name: str | Path) -> tuple[np.ndarray | None, str | None]:
-    """``decode()`` (a grayscale image) -> (28x28 MNIST-format digit, None) or (None, why not)."""
+    """``load()`` (a decoded image) -> (28x28 MNIST-format digit, None) or (None, why not)."""
     try:
-        digit = preprocess.to_mnist_format(decode())
+        digit = preprocess.to_mnist_format(load().gray)
     except UserError as error:
         return None, _error_text(name, error)
     except cv2.error as error:  # OpenCV refusing a malformed file is still the file's fault
@@ -117,29 +116,22 @@ def digit_from(decode: Callable[[], np.ndarray],
 def read_digits(path: Path) -> tuple[np.ndarray | None, list | None, str | None]:
     """One photo of several digits -> (crops (K, 28, 28), boxes [[x, y, w, h]] in the file's
     pixels, None), or (None, None, why not)."""
-    return digits_from(lambda: preprocess.read_image(path), path,
-                       lambda shape: _original_long_side(path, shape))
+    return digits_from(lambda: decode.read(path), path)
 
 
 def read_digits_bytes(data: bytes, name: str = "image",
-                      max_pixels: int = preprocess.MAX_IMAGE_PIXELS
+                      max_pixels: int = decode.MAX_IMAGE_PIXELS
                       ) -> tuple[np.ndarray | None, list | None, str | None]:
     """:func:`read_digits` for an encoded image in memory."""
-    def original_long_side(shape: tuple) -> int:
-        size = preprocess.size_from_header(data[:HEADER_BYTES])
-        return max(size) if size else max(shape[:2])
-
-    return digits_from(lambda: preprocess.decode_image(data, name=name, max_pixels=max_pixels),
-                       name, original_long_side)
+    return digits_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name)
 
 
-def digits_from(decode: Callable[[], np.ndarray], name: str | Path,
-                original_long_side: Callable[[tuple], int]
+def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path
                 ) -> tuple[np.ndarray | None, list | None, str | None]:
-    """``decode()`` -> segmented digits and their boxes in the original image's pixels."""
+    """``load()`` -> segmented digits and their boxes in the original image's pixels."""
     try:
-        image = decode()
-        found = segment.find_digits(image)
+        image = load()
+        found = segment.find_digits(image.gray)
     except UserError as error:
         return None, None, _error_text(name, error)
     except cv2.error as error:
@@ -147,21 +139,8 @@ def digits_from(decode: Callable[[], np.ndarray], name: str | Path,
     if not len(found):
         return None, None, NO_DIGIT
     # Decoding shrinks big photos to a working size: report boxes in the original's own pixels.
-    working = max(image.shape[:2])
-    scale = (original_long_side(image.shape) if working >= preprocess.WORKING_MAX_SIDE
-             else working) / working
-    boxes = [[round(value * scale) for value in box] for box in found.boxes]
+    boxes = [[round(value / image.scale) for value in box] for box in found.boxes]
     return found.digits, boxes, None
-
-
-HEADER_BYTES = 1 << 17
-
-
-def _original_long_side(path: Path, working_shape: tuple) -> int:
-    # The header holds the size (JPEG's may follow up to 64 KiB of EXIF): no second decode.
-    with path.open("rb") as image_file:
-        size = preprocess.size_from_header(image_file.read(HEADER_BYTES))
-    return max(size) if size else max(working_shape[:2])
 
 
 def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list:
@@ -185,8 +164,10 @@ def predict_in_chunks(classifier: runtime.DigitClassifier, images: list[np.ndarr
     if not images:
         return np.zeros((0, runtime.NUM_CLASSES), np.float32)
     batch = np.stack(images)
-    return np.concatenate([classifier.predict(batch[start:start + INFERENCE_CHUNK])
-                           for start in range(0, len(batch), INFERENCE_CHUNK)])
+    return contract.check_probabilities(
+        np.concatenate([classifier.predict(batch[start:start + INFERENCE_CHUNK])
+                        for start in range(0, len(batch), INFERENCE_CHUNK)]),
+        classifier.model_path)
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[dict]:

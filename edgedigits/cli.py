@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -144,16 +146,19 @@ def import_tensorflow(verbose: bool = False):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports bad flags as one line and exit status 2 (argparse's own code)."""
 
+    def _get_value(self, action, arg_string):
+        # An empty value is an unset shell variable, never "the default" ("--output $OUT").
+        if isinstance(arg_string, str) and not arg_string.strip():
+            raise argparse.ArgumentError(action, "empty value: give one or leave the flag out")
+        return super()._get_value(action, arg_string)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer greater than zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _whole_number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
     return value
@@ -189,6 +194,13 @@ def batch_sizes(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number greater than zero."""
     try:
@@ -197,16 +209,57 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+def seed(text: str) -> int:
+    """argparse type: a random seed, 0 to 2**32 - 1 (what NumPy and TensorFlow accept)."""
+    value = _whole_number(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, got {value}")
+    return value
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_signals_interrupt() -> None:
+    """Treat SIGTERM and SIGHUP (kill, a closed terminal, ``timeout``, ``docker stop``, a
+    service manager) like Ctrl-C: they raise KeyboardInterrupt in the main thread, so every
+    ``finally`` runs, staging is removed and earlier outputs stay as they were.
+
+    A server that runs its own event loop installs its own handlers after this (asyncio's
+    ``loop.add_signal_handler``) and shuts down gracefully from them.
+    """
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) in (signal.SIG_DFL, None, _stop):
+            signal.signal(signum, _stop)
+
+
+def disk_error_message(error: OSError) -> str | None:
+    """One line for a full disk or a file-size limit; None for other OS errors."""
+    from edgedigits.files import DISK_FULL_ERRNOS
+
+    if error.errno not in DISK_FULL_ERRNOS:
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    return f"{error.strerror or 'disk full'}{where}; earlier outputs were left as they were"
 
 
 def run(main: Callable[[], int | None], prog: str | None = None) -> None:
     """Run an entry point ``main(argv=None) -> int`` (argv None: the command line).
 
-    UserError -> one line + exit 2; CommandFailed -> one line + exit 1; Ctrl-C -> one line +
-    exit 130; otherwise main's return value.
+    UserError or a full disk -> one line + exit 2; CommandFailed -> one line + exit 1; Ctrl-C,
+    SIGTERM or SIGHUP -> one line + exit 130; otherwise main's return value.
     """
     name = prog or os.path.basename(sys.argv[0])
+    stop_signals_interrupt()
     try:
         code = main()
     except UserError as error:
@@ -215,7 +268,14 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
     except CommandFailed as error:  # same one line, exit 1: the command ran but did not succeed
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted, nothing partial was written", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        how = f" by {interrupt.args[0]}" if interrupt.args else ""
+        print(f"{name}: interrupted{how}, nothing partial was written", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as error:
+        message = disk_error_message(error)
+        if message is None:
+            raise
+        print(f"{name}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     sys.exit(code or 0)

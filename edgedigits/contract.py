@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from edgedigits import CLASS_LABELS
 from edgedigits.errors import UserError
 
@@ -27,17 +29,22 @@ MODELS_DIR_ENV = "EDGEDIGITS_MODELS"
 
 def default_models_dir() -> Path:
     """``models/`` in the current folder (like Ultralytics' ``runs/``), or $EDGEDIGITS_MODELS."""
-    return Path(os.environ.get(MODELS_DIR_ENV, "models"))
+    return Path(os.environ.get(MODELS_DIR_ENV, "").strip() or "models")  # set but empty = unset
 
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 METRICS_FILE = "metrics.json"
+# Everything one training run writes, published together (edgedigits.files.staged_set).
+TRAINING_OUTPUTS = (KERAS_FILE, SAVED_MODEL_DIR, METRICS_FILE, "history.csv",
+                    "training_curves.png", "confusion_matrix.png")
 IR_DIR = "ir"
 IR_FILE = "model.xml"
 VARIANTS = ("fp32", "fp16", "int8")
 # Inference prefers the fastest variant that is present.
 VARIANT_PREFERENCE = ("int8", "fp16", "fp32")
+# Everything one conversion writes in the IR folder, published together.
+CONVERSION_OUTPUTS = (*VARIANTS, "report.json", "report.md")
 
 # The IR's input/output contract (see README "IR contract").
 IR_INPUT_NAME = "images"  # uint8, [N, 28, 28, 1] (N dynamic unless --batch), raw pixels 0-255,
@@ -134,3 +141,10 @@ def ir_variant(model: ov.Model, path: Path) -> str:
            for op in model.get_ops()):
         return "fp16"
     return "fp32"
+
+def check_probabilities(probabilities: np.ndarray, model: object) -> np.ndarray:
+    """A model whose outputs are not numbers (NaN, inf) is broken: say so, never print NaN."""
+    if not np.isfinite(probabilities).all():
+        raise UserError(f"model {model} is broken: its outputs are not numbers (NaN or "
+                        "infinite); retrain or reconvert it")
+    return probabilities

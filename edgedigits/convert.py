@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,7 +40,13 @@ from edgedigits.contract import (
     write_metadata,
 )
 from edgedigits.errors import UserError, first_line
-from edgedigits.files import atomic_path, ensure_writable_dir, write_json, write_text
+from edgedigits.files import (
+    check_outputs,
+    output_lock,
+    staged_set,
+    write_json,
+    write_text,
+)
 from edgedigits.openvino_backend import OpenVINOClassifier
 from edgedigits.serving.repository import publish_best
 from edgedigits.tensorflow_backend import check_keras_archive, load_keras_classifier
@@ -503,10 +508,11 @@ def convert(options: ConversionOptions, log: Callable[[str], None] = print) -> C
     if source_format(input_path) == "keras":
         check_keras_archive(input_path)
     output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(input_path)
+    check_outputs(folders={"--output": output_dir}, inputs={"--input": input_path})
     output_existed = output_dir.exists()
-    ensure_writable_dir(output_dir)
     try:
-        return _convert_into(output_dir, input_path, options, log, started)
+        with output_lock(output_dir):
+            return _convert_into(output_dir, input_path, options, log, started)
     except BaseException:
         if not output_existed:  # leave no empty output folder behind a failed first run
             with contextlib.suppress(OSError):
@@ -566,13 +572,13 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
     )
 
     results: dict[str, VariantResult] = {}
-    with contextlib.ExitStack() as commit_all:
-        # Every variant is staged and verified first; the folders move into place together when
-        # this block ends without an error. Any failure leaves the previous IR as it was.
+    with staged_set(output_dir, "ir", contract.CONVERSION_OUTPUTS) as staging:
+        # Every variant is staged and verified first; the set (variants + report) is published
+        # in one step when this block ends without an error. Any failure leaves the previous set.
         for variant in options.variants:
             variant_started = time.perf_counter()
             target = output_dir / variant
-            staged = commit_all.enter_context(atomic_path(target))
+            staged = staging / variant
             model = build_float_ir(source)
             quantization = ""
             if variant == "int8":
@@ -622,17 +628,16 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             results[variant] = result
             log(f"{variant}: verified ({accuracy:.2%} test accuracy, {result.seconds:.1f} s)")
 
-    report.variants = list(results.values())
-    for variant in contract.VARIANTS:
-        stale = output_dir / variant
-        # A variant left from an earlier conversion (maybe of another model) would be picked up
-        # by inference, which prefers int8: remove it rather than leave a mismatched set.
-        if variant not in results and stale.is_dir() and (stale / contract.IR_FILE).exists():
-            shutil.rmtree(stale)
-            report.removed_stale.append(str(stale))
-    report.settings["total_seconds"] = round(time.perf_counter() - started, 2)
-    write_json(output_dir / "report.json", report.to_json())
-    write_text(output_dir / "report.md", report_markdown(report))
+        report.variants = list(results.values())
+        for variant in contract.VARIANTS:
+            stale = output_dir / variant
+            # A variant left from an earlier conversion (maybe of another model) would be picked
+            # up by inference, which prefers int8: the new set leaves it out.
+            if variant not in results and (stale / contract.IR_FILE).exists():
+                report.removed_stale.append(str(stale))
+        report.settings["total_seconds"] = round(time.perf_counter() - started, 2)
+        write_json(staging / "report.json", report.to_json())
+        write_text(staging / "report.md", report_markdown(report))
     for result in report.variants:
         xml = Path(result.path)
         report.files += [str(xml), str(xml.with_suffix(".bin"))]

@@ -8,13 +8,14 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgedigits.errors import UserError
+from edgedigits.errors import UserError, first_line
 
 MNIST_DIR_ENV = "MNIST_DIR"
 IMAGE_SIZE = 28
@@ -23,6 +24,10 @@ NUM_CLASSES = 10
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte) and the number of dimensions.
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
+
+# More images than any digit set has (MNIST 70,000, EMNIST digits 280,000): a header that
+# promises more is corrupt, and is refused before anything that size is read or inflated.
+MAX_SAMPLES = 1_000_000
 
 _SPLITS = {"train": "train", "test": "t10k"}
 _KINDS = {"images": "idx3-ubyte", "labels": "idx1-ubyte"}
@@ -56,45 +61,61 @@ class Mnist:
         return self.x_train[:cut], self.y_train[:cut], self.x_train[cut:], self.y_train[cut:]
 
 
-def _open_maybe_gzip(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror or error}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise UserError(f"{path}: corrupt or truncated gzip data ({error})") from None
-    return raw
+def _read_exactly(stream, count: int, path: Path) -> np.ndarray:
+    """``count`` bytes from ``stream`` into one array, never more (no whole-file read)."""
+    out = np.empty(count, dtype=np.uint8)
+    view, filled = memoryview(out), 0
+    while filled < count:
+        got = stream.readinto(view[filled : filled + (1 << 24)])
+        if not got:
+            raise UserError(f"{path}: header promises {count} bytes of data, file has {filled} "
+                            "(truncated or corrupt)")
+        filled += got
+    return out
 
 
 def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
-    """Read one IDX file (raw or gzipped) as uint8, checking magic number and size."""
+    """Read one IDX file (raw or gzipped) as uint8, checking magic number and size.
+
+    The 16-byte header is read first and the data read up to the size it promises, no further:
+    a small .gz that inflates to gigabytes costs at most what a real MNIST file would.
+    """
     path = Path(path)
-    raw = _open_maybe_gzip(path)
-    if len(raw) < 4:
-        raise UserError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
-    (magic,) = struct.unpack(">I", raw[:4])
-    if magic != expected_magic:
-        kind = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels"
-        raise UserError(
-            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            f"(IDX unsigned-byte {kind})"
-        )
-    ndim = magic & 0xFF
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise UserError(f"{path}: truncated header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected_bytes = int(np.prod(shape, dtype=np.int64))
-    body = len(raw) - header_size
-    if body != expected_bytes:
-        raise UserError(
-            f"{path}: header says {'x'.join(map(str, shape))} = {expected_bytes} bytes of data, "
-            f"file has {body} (truncated or corrupt)"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+    kind = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels"
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as stream:
+            head = stream.read(4)
+            if len(head) < 4:
+                raise UserError(f"{path}: too short to be an IDX file ({len(head)} bytes)")
+            (magic,) = struct.unpack(">I", head)
+            if magic != expected_magic:
+                raise UserError(
+                    f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+                    f"(IDX unsigned-byte {kind})"
+                )
+            ndim = magic & 0xFF
+            dims = stream.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise UserError(f"{path}: truncated header")
+            shape = struct.unpack(f">{ndim}I", dims)
+            if kind == "images" and shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+                raise UserError(f"{path}: expected images shaped N x 28 x 28, got "
+                                f"{' x '.join(map(str, shape))}")
+            if shape[0] > MAX_SAMPLES:
+                raise UserError(f"{path}: header promises {shape[0]:,} {kind}, more than the "
+                                f"{MAX_SAMPLES:,} a digit set can hold (corrupt?)")
+            expected_bytes = int(np.prod(shape, dtype=np.int64))
+            data = _read_exactly(stream, expected_bytes, path)
+            if stream.read(1):
+                raise UserError(f"{path}: longer than its header says "
+                                f"({'x'.join(map(str, shape))} = {expected_bytes} bytes; corrupt)")
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise UserError(f"{path}: corrupt or truncated gzip data ({error})") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read: {error.strerror or error}") from None
+    return data.reshape(shape)
 
 
 def _find_idx(folder: Path, split: str, kind: str) -> Path | None:
@@ -146,16 +167,24 @@ def load_idx_folder(folder: str | os.PathLike) -> Mnist:
 
 
 def load_npz(path: str | os.PathLike) -> Mnist:
-    """Load a Keras-style mnist.npz (x_train, y_train, x_test, y_test)."""
+    """Load a Keras-style mnist.npz (x_train, y_train, x_test, y_test).
+
+    Each array's header (shape, type) is checked before its data is read, and only the bytes it
+    promises are inflated; a truncated or corrupt file (a half-finished download) is a UserError.
+    """
     path = Path(path)
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(names)
             if missing:
                 raise UserError(f"{path}: missing arrays {', '.join(sorted(missing))}")
-            arrays = {name: np.asarray(npz[name]) for name in npz.files}
-    except (OSError, ValueError, zlib.error, EOFError) as error:
-        raise UserError(f"{path}: not a readable mnist.npz ({error})") from None
+            for key in ("x_train", "y_train", "x_test", "y_test"):
+                with archive.open(names[key]) as member:
+                    arrays[key] = _read_npy(member, f"{path}[{key}]", images=key[0] == "x")
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"{path}: not a readable mnist.npz ({first_line(error)})") from None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         validate(x, y, f"{path}[x_{split}]", f"{path}[y_{split}]")
@@ -168,6 +197,21 @@ def load_npz(path: str | os.PathLike) -> Mnist:
         arrays["y_test"],
         source=f"npz:{path.resolve()}",
     )
+
+
+def _read_npy(member, name: str, images: bool) -> np.ndarray:
+    """One .npy member: header checked (shape, integer type, size) before its data is read."""
+    version = np.lib.format.read_magic(member)
+    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+              else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = header(member)
+    if dtype.hasobject or dtype.kind not in "ui":
+        raise UserError(f"{name}: expected integer pixels or labels, got {dtype}")
+    if not shape or shape[0] > MAX_SAMPLES or (images and tuple(shape[1:]) != (28, 28)):
+        raise UserError(f"{name}: unexpected shape {shape}")
+    count = int(np.prod(shape, dtype=np.int64))
+    data = _read_exactly(member, count * dtype.itemsize, Path(name)).view(dtype)
+    return data.reshape(shape, order="F" if fortran else "C")
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None) -> Mnist:

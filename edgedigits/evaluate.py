@@ -15,7 +15,7 @@ import numpy as np
 from edgedigits import runtime
 from edgedigits.classify import classify_files
 from edgedigits.evalsets import load_labelled_folder
-from edgedigits.files import write_json
+from edgedigits.files import staged_set, write_json
 from edgedigits.report import confusion_matrix, plot_confusion_matrix
 
 SKIPPED_SHOWN = 20
@@ -62,10 +62,12 @@ def evaluate_folder(classifier: runtime.DigitClassifier, root: str, quiet: bool)
 
 
 def write_evaluation(report: dict, output: Path, title: str) -> tuple[Path, Path]:
-    """``output``/confusion_matrix.png and ``output``/eval.json, each written atomically."""
-    picture = plot_confusion_matrix(report["confusion_matrix"], output / "confusion_matrix.png",
-                                    title=title)
-    return picture, write_json(output / "eval.json", report)
+    """``output``/confusion_matrix.png and ``output``/eval.json, published together."""
+    with staged_set(output, "eval", ("confusion_matrix.png", "eval.json")) as staging:
+        plot_confusion_matrix(report["confusion_matrix"], staging / "confusion_matrix.png",
+                              title=title)
+        write_json(staging / "eval.json", report)
+    return output / "confusion_matrix.png", output / "eval.json"
 
 
 def print_evaluation(report: dict) -> None:

@@ -4,9 +4,9 @@ MNIST digits are white ink on black, the ink size-normalised into a 20x20 box (a
 anti-aliased) and pasted into 28x28 so that the ink's centre of mass is at the centre. A photo
 of a digit on paper is nothing like that, so this module:
 
-1. reads the file safely (:func:`read_image`): size checked from the header before decoding
-   (decompression bombs), EXIF orientation honoured, alpha composited over white, 16-bit and
-   palette images converted, large images downscaled;
+1. reads the file safely (:mod:`edgedigits.decode`, re-exported here as :func:`read_image`):
+   format and size checked from the header before decoding, memory bounded, EXIF orientation
+   honoured, alpha composited over white, 16-bit and palette converted, large images shrunk;
 2. separates ink from paper (:func:`ink_mask`): the paper estimated by a wide median filter
    and subtracted (uneven lighting and shadow edges go with it), polarity decided by which side
    of the paper the ink lies, Otsu threshold, blank images detected;
@@ -20,26 +20,26 @@ Everything returns ``None`` for "no digit here" rather than a guess.
 
 from __future__ import annotations
 
-import os
-import struct
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from edgedigits.errors import UserError, first_line
+# Reading files is edgedigits.decode's (bounded in time and memory); its names stay importable
+# from here for the code that always used them.
+from edgedigits.decode import (  # noqa: F401
+    MAX_IMAGE_PIXELS,
+    WORKING_MAX_SIDE,
+    DecodedImage,
+    decode_image,
+    read_image,
+    shrink,
+    size_from_header,
+    to_grayscale,
+)
 
 MNIST_SIZE = 28
 # MNIST fits the anti-aliased ink into 20x20 inside the 28x28 field. Our ink is a binary mask,
 # whose box is ~1 px tighter than MNIST's grey fringe: 19 measured best on every set (README).
 DIGIT_BOX = 19
-
-# Refuse images above this many pixels before decoding them (a 100-megapixel photo is ~10000 x
-# 10000; bigger is almost surely a decompression bomb). OpenCV's own limit is 2^30.
-MAX_IMAGE_PIXELS = 100_000_000
-# Images are shrunk to this longer side before any processing: a 20x20 digit needs no more, and
-# shrinking with pixel-area averaging also removes sensor noise.
-WORKING_MAX_SIDE = 512
 
 # Ink must differ from paper by this many grey levels (of 255), or the image is blank.
 MIN_CONTRAST = 40
@@ -69,269 +69,6 @@ TARGET_STROKE = 2.4
 # Strokes are measured and thickened at this multiple of the 20-px box, then averaged down,
 # which gives MNIST-like anti-aliased edges.
 SUPERSAMPLE = 4
-
-# Format signatures for the header size check (see size_from_header).
-_PNG = b"\x89PNG\r\n\x1a\n"
-_JPEG = b"\xff\xd8"
-
-
-# --------------------------------------------------------------------------------------------
-# Reading files
-
-
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read an image file as a grayscale uint8 array (at most WORKING_MAX_SIDE on its longer side).
-
-    Raises UserError for a missing, empty, unreadable, truncated or oversized file.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not an image") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror or error}") from None
-    return decode_image(data, name=str(path), max_pixels=max_pixels)
-
-
-def decode_image(data: bytes, name: str = "image",
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Decode an encoded image (PNG, JPEG, BMP, TIFF, WebP, ... bytes) like :func:`read_image`."""
-    if len(data) == 0:
-        raise UserError(f"{name}: empty file (0 bytes)")
-    size = size_from_header(data)
-    if size is not None:
-        _check_pixels(size, name, max_pixels)
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    # JPEGs are 8-bit without alpha: decode straight to gray (EXIF orientation is applied by
-    # every flag except IMREAD_UNCHANGED), shrinking by 2/4/8 inside the decoder when big.
-    is_jpeg = data[:2] == _JPEG
-    flags = _jpeg_flags(size) if is_jpeg else cv2.IMREAD_UNCHANGED
-    try:
-        image, metadata_types, metadata = cv2.imdecodeWithMetadata(buffer, flags)
-    except cv2.error as error:
-        raise UserError(f"{name}: cannot decode image ({first_line(error)})") from None
-    if image is None or image.size == 0:
-        raise UserError(f"{name}: not an image OpenCV can read, or truncated/corrupt")
-    _check_pixels(image.shape[:2][::-1], name, max_pixels)
-    if not is_jpeg:
-        # IMREAD_UNCHANGED keeps alpha and 16 bits but skips EXIF orientation: apply it here.
-        image = _apply_exif_orientation(image, metadata_types, metadata)
-    return shrink(to_grayscale(image))
-
-
-def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
-    width, height = size
-    if width <= 0 or height <= 0:
-        raise UserError(f"{name}: header says the image is {width}x{height}")
-    if width * height > max_pixels:
-        raise UserError(
-            f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
-            f"limit of {max_pixels / 1e6:.0f} (refused to protect memory; shrink it first)"
-        )
-
-
-def _jpeg_flags(size: tuple[int, int] | None) -> int:
-    if size is None:
-        return cv2.IMREAD_GRAYSCALE
-    longer = max(size)
-    for factor, flag in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                         (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
-        if longer // factor >= WORKING_MAX_SIDE:
-            return flag
-    return cv2.IMREAD_GRAYSCALE
-
-
-def size_from_header(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of PNG, JPEG, GIF, BMP, WebP and TIFF files, else None.
-
-    OpenCV has no header-only read in Python, and its own pixel limit is fixed when the library
-    loads, so the common formats are checked here before anything is decoded.
-    """
-    try:
-        if data.startswith(_PNG) and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data.startswith(_JPEG):
-            return _jpeg_size(data)
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack("<HH", data[6:10])
-        if data[:2] == b"BM":
-            width, height = struct.unpack("<ii", data[18:26])
-            return width, abs(height)
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            return _webp_size(data)
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
-            return _tiff_size(data)
-    except struct.error:  # header cut short: let the decoder report the file as corrupt
-        return None
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    position = 2
-    while position + 9 < len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            position += 2
-            continue
-        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
-        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC)
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return width, height
-        position += 2 + length
-    return None
-
-
-def _webp_size(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        width = int.from_bytes(data[24:27], "little") + 1
-        height = int.from_bytes(data[27:30], "little") + 1
-        return width, height
-    if chunk == b"VP8L":
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8 ":
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    return None
-
-
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    order = "<" if data[:2] == b"II" else ">"
-    (offset,) = struct.unpack(order + "I", data[4:8])
-    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
-    found = {}
-    for index in range(count):
-        entry = data[offset + 2 + 12 * index : offset + 14 + 12 * index]
-        tag, kind = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
-            value_format = order + ("H" if kind == 3 else "I")
-            end = 8 + struct.calcsize(value_format)
-            found[tag] = struct.unpack(value_format, entry[8:end])[0]
-    if 256 in found and 257 in found:
-        return found[256], found[257]
-    return None
-
-
-def _apply_exif_orientation(image: np.ndarray, types, metadata) -> np.ndarray:
-    """Rotate/flip as the EXIF Orientation tag (0x0112) says, for non-JPEG formats."""
-    for kind, block in zip(types, metadata, strict=False):
-        if kind == cv2.IMAGE_METADATA_EXIF:
-            orientation = _exif_orientation(bytes(np.asarray(block).ravel()))
-            return _ORIENT.get(orientation, lambda im: im)(image)
-    return image
-
-
-_ORIENT = {
-    2: lambda im: cv2.flip(im, 1),
-    3: lambda im: cv2.rotate(im, cv2.ROTATE_180),
-    4: lambda im: cv2.flip(im, 0),
-    5: lambda im: cv2.flip(cv2.rotate(im, cv2.ROTATE_90_CLOCKWISE), 1),
-    6: lambda im: cv2.rotate(im, cv2.ROTATE_90_CLOCKWISE),
-    7: lambda im: cv2.flip(cv2.rotate(im, cv2.ROTATE_90_COUNTERCLOCKWISE), 1),
-    8: lambda im: cv2.rotate(im, cv2.ROTATE_90_COUNTERCLOCKWISE),
-}
-
-
-def _exif_orientation(exif: bytes) -> int:
-    if exif.startswith(b"Exif\x00\x00"):
-        exif = exif[6:]
-    if exif[:2] not in (b"II", b"MM"):
-        return 1
-    order = "<" if exif[:2] == b"II" else ">"
-    try:
-        (offset,) = struct.unpack(order + "I", exif[4:8])
-        (count,) = struct.unpack(order + "H", exif[offset : offset + 2])
-        for index in range(count):
-            start = offset + 2 + 12 * index
-            tag, _kind, _n, value = struct.unpack(order + "HHIH", exif[start : start + 10])
-            if tag == 0x0112:
-                return value
-    except struct.error:
-        return 1
-    return 1
-
-
-# --------------------------------------------------------------------------------------------
-# Arrays to grayscale
-
-
-def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """Any image array to 2-D uint8 gray: 1-4 channels (gray, gray+alpha, BGR, BGRA), bool,
-    integer or float pixels (floats up to 1.0 are taken as 0-1). Alpha is composited over white
-    (or over black when the ink is only visible that way, e.g. white ink on transparency).
-    """
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (2, 3, 4)):
-        raise UserError(f"expected an image shaped HxW or HxWxC with C in 1-4, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise UserError(f"image is empty ({image.shape[1]}x{image.shape[0]} pixels)")
-    image = _to_uint8(image)
-    if image.ndim == 2:
-        return image
-    channels = image.shape[2]
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    gray = image[:, :, 0] if channels == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
-    alpha = image[:, :, -1]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(gray)
-    over_white = _composite(gray, alpha, 255)
-    if _contrast(over_white) < MIN_CONTRAST:
-        over_black = _composite(gray, alpha, 0)
-        if _contrast(over_black) > _contrast(over_white):
-            return over_black
-    return over_white
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.bool_:
-        return image.astype(np.uint8) * 255
-    if image.dtype == np.uint16:
-        return (image // 257).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.complexfloating):
-        values = np.nan_to_num(np.real(image).astype(np.float64), nan=0.0, posinf=255, neginf=0)
-        if values.size and values.max() <= 1.0:
-            values = values * 255.0
-        return np.clip(values, 0, 255).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.integer):
-        return np.clip(image, 0, 255).astype(np.uint8)
-    raise UserError(f"unsupported pixel type {image.dtype}")
-
-
-def _composite(gray: np.ndarray, alpha: np.ndarray, background: int) -> np.ndarray:
-    weight = alpha.astype(np.uint16)
-    mixed = (gray.astype(np.uint16) * weight + background * (255 - weight) + 127) // 255
-    return mixed.astype(np.uint8)
-
-
-def _contrast(gray: np.ndarray) -> float:
-    low, high = np.percentile(gray[:: max(1, gray.shape[0] // 64), :: max(1, gray.shape[1] // 64)],
-                              (1, 99))
-    return float(high - low)
-
-
-def shrink(gray: np.ndarray, max_side: int = WORKING_MAX_SIDE) -> np.ndarray:
-    """Downscale (pixel-area averaging) so the longer side is at most ``max_side``."""
-    height, width = gray.shape[:2]
-    longer = max(height, width)
-    if longer <= max_side:
-        return gray
-    scale = max_side / longer
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-
 
 # --------------------------------------------------------------------------------------------
 # Ink versus paper

@@ -10,6 +10,7 @@ off anyway once TensorFlow's op determinism is on (which ``--seed`` reproducibil
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,6 +144,9 @@ def train(mnist: Mnist, config: TrainConfig, extra_callbacks=()) -> TrainResult:
     tf.config.experimental.enable_op_determinism()
 
     x_train, y_train = mnist.x_train, mnist.y_train
+    if config.train_size and config.train_size > len(x_train):
+        raise UserError(f"--train-size {config.train_size} is more than the {len(x_train):,} "
+                        "training images there are")
     if config.train_size:
         x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
     if config.validate_on_test:
@@ -183,9 +187,14 @@ def train(mnist: Mnist, config: TrainConfig, extra_callbacks=()) -> TrainResult:
         validation_data=val_data,
         epochs=config.epochs,
         verbose=config.verbose,
-        callbacks=list(extra_callbacks),
+        callbacks=[keras.callbacks.TerminateOnNaN(), *extra_callbacks],
     )
     seconds = time.perf_counter() - started
+    losses = history.history.get("loss", [])
+    if not losses or not all(math.isfinite(loss) for loss in losses):
+        raise UserError(f"training diverged (the loss became {losses[-1] if losses else 'NaN'} "
+                        f"at peak learning rate {config.learning_rate}); nothing was saved, the "
+                        "previous model is kept: try a lower --learning-rate")
     if mixed:
         # Same weights in a float32 copy: exports, conversion and parity checks see plain fp32.
         trained = model
@@ -209,6 +218,10 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 1024) -> 
 def evaluate(model, images: np.ndarray, labels: np.ndarray) -> dict:
     """Test loss and accuracy, computed once on the held-out test set."""
     probabilities = predict_probabilities(model, images)
+    if not np.isfinite(probabilities).all():
+        raise UserError("the trained model's outputs are not numbers (NaN or infinite): training "
+                        "diverged; nothing was saved, the previous model is kept: try a lower "
+                        "--learning-rate")
     picked = probabilities[np.arange(len(labels)), labels.astype(np.int64)]
     loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
     predictions = probabilities.argmax(axis=1)

@@ -29,13 +29,14 @@ import numpy as np
 
 from edgedigits import contract, runtime, segment
 from edgedigits.errors import UserError
-from edgedigits.files import atomic_path, ensure_writable_dir
+from edgedigits.files import atomic_path, check_outputs, ensure_writable_dir
 
 WINDOW = "edgedigits"
 FILE_QUEUE_FRAMES = 8  # decoded frames buffered ahead of a file's processing
 LIVE_QUEUE_FRAMES = 1  # a camera's frames are dropped, not queued, when processing lags
 LIVE_READ_RETRIES = 25  # consecutive failed reads (~0.5 s) before a camera counts as lost
 DEFAULT_MAX_DIGITS = 16
+MAX_CAMERA_INDEX = 9999  # OpenCV adds the backend to the index: larger ones overflow its int
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 GREEN, RED, YELLOW, WHITE, BLACK = (60, 200, 60), (40, 40, 230), (0, 215, 255), (255,) * 3, (0,) * 3
 
@@ -60,6 +61,9 @@ def open_source(source: str) -> tuple[cv2.VideoCapture, str, bool]:
     tried: list[str] = []
     if source.strip().isdigit():
         index = int(source)
+        if index > MAX_CAMERA_INDEX:
+            raise UserError(f"no camera {index}: camera indices go up to {MAX_CAMERA_INDEX} "
+                            "(use --source FILE or URL for a video)")
         for api, name in _camera_backends():
             capture = cv2.VideoCapture(index, api)
             if capture.isOpened():
@@ -285,7 +289,7 @@ def compare_model(model: str | None, tf_model: str | None) -> Path:
     given = Path(model)
     if given.is_dir():
         return runtime.find_model(given, "tensorflow")
-    searched = given.resolve().parents[:3]
+    searched = Path(os.path.abspath(given)).parents[:3]  # not resolve(): IR folders are links
     for folder in searched:
         if (folder / contract.KERAS_FILE).is_file():
             return folder / contract.KERAS_FILE
@@ -299,6 +303,8 @@ def compare_model(model: str | None, tf_model: str | None) -> Path:
 
 def detections(job: FrameJob, names: list[str]) -> list[dict]:
     """The frame's digits as JSON: box, digit, confidence (first classifier), then the others'."""
+    for name, probabilities in job.probabilities.items():
+        contract.check_probabilities(probabilities, name)
     primary = job.probabilities.get(names[0])
     found = []
     for k, box in enumerate(job.boxes):
@@ -326,21 +332,24 @@ def draw(frame: np.ndarray, found: list[dict], names: list[str], fps: float,
          inference_ms: dict, roi_box: tuple | None) -> np.ndarray:
     """A copy of ``frame`` with boxes and digits (green: backends agree, red: they do not)."""
     image = frame.copy()
-    scale = max(1.0, image.shape[0] / 480)  # text sized for the frame: readable from 480p up
+    # Text and lines sized to the frame (and the window opens at the frame's size): the status
+    # line is ~1/25 of the frame's height, 19 px at 480p, 43 px at 1080p.
+    scale = max(0.5, image.shape[0] / 480)
+    line = max(2, round(2 * scale))
     if roi_box is not None:
         x, y, w, h = roi_box
-        cv2.rectangle(image, (x, y), (x + w, y + h), YELLOW, 1, cv2.LINE_AA)
+        cv2.rectangle(image, (x, y), (x + w, y + h), YELLOW, max(1, line // 2), cv2.LINE_AA)
     agree_count = 0
     for item in found:
         x, y, w, h = item["box"]
         agree = _agrees(item, names)
         agree_count += agree
         color = GREEN if agree else RED
-        cv2.rectangle(image, (x, y), (x + w, y + h), color, 2, cv2.LINE_AA)
+        cv2.rectangle(image, (x, y), (x + w, y + h), color, line, cv2.LINE_AA)
         label = f"{item['digit']} {item['confidence']:.0%}"
         for other in names[1:]:
             label += f" | {_short(other)} {item[other]['digit']}"
-        draw_text(image, label, (x, max(int(16 * scale), y - 6)), scale * 0.55, color)
+        draw_text(image, label, (x, max(int(24 * scale), y - int(6 * scale))), scale * 0.8, color)
     status = f"{fps:5.1f} FPS"
     for name in names:
         if name in inference_ms:
@@ -348,9 +357,9 @@ def draw(frame: np.ndarray, found: list[dict], names: list[str], fps: float,
     if len(names) > 1 and found:
         status += f" | agree {agree_count}/{len(found)}"
     # A dark band behind the status line keeps it readable on any background.
-    band = image[: int(30 * scale)]
+    band = image[: int(34 * scale)]
     band[:] = (band * 0.35).astype(np.uint8)
-    draw_text(image, status, (8, int(21 * scale)), scale * 0.55, WHITE)
+    draw_text(image, status, (int(8 * scale), int(25 * scale)), scale * 0.8, WHITE)
     return image
 
 
@@ -361,7 +370,7 @@ def _short(backend: str) -> str:
 def draw_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float,
               color: tuple) -> None:
     """Outlined text, readable on light and dark backgrounds."""
-    thickness = max(1, round(scale))
+    thickness = max(1, round(1.6 * scale))
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK, thickness + 2,
                 cv2.LINE_AA)
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness,
@@ -378,6 +387,24 @@ def open_video_writer(staged: Path, target: str, fps: float, width: int,
     return video
 
 
+def check_video_file(path: Path, target: str, frames: int) -> None:
+    """Refuse to publish a video that did not come out whole.
+
+    ``VideoWriter.write`` reports nothing (a full disk gives a truncated, unplayable file), so
+    the written file is opened again and its frame count compared with the frames written.
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        counted = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else -1
+    finally:
+        capture.release()
+    if counted != frames:
+        found = "an unreadable file" if counted < 0 else f"{counted} frames"
+        reason = "the disk may be full" if counted < 0 else "frames were lost"
+        raise UserError(f"writing video {target} failed ({frames} frames written, {found}; "
+                        f"{reason}); the previous {target}, if any, was kept")
+
+
 def check_display() -> None:
     """Refuse early, in one line, when no window can be opened.
 
@@ -388,6 +415,7 @@ def check_display() -> None:
                                                  or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("no display to show the video on ($DISPLAY is not set): use --no-display "
                         "with --save out.mp4 and/or --jsonl out.jsonl")
+    prepare_window_system()
     probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
     try:
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -399,6 +427,32 @@ def check_display() -> None:
     if failed:
         raise UserError(f"cannot open a window ({reason}): use --no-display with --save "
                         "out.mp4 and/or --jsonl out.jsonl")
+
+
+def _font_folder() -> str | None:
+    """A folder of .ttf files for Qt (opencv-python's Qt looks in its own, empty, folder)."""
+    import glob
+    import importlib.util
+
+    candidates = ["/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/TTF",
+                  *sorted(glob.glob("/usr/share/fonts/truetype/*"))[:20]]
+    spec = importlib.util.find_spec("matplotlib")  # found, not imported: it ships DejaVu
+    if spec and spec.origin:
+        candidates.append(os.path.join(os.path.dirname(spec.origin), "mpl-data", "fonts", "ttf"))
+    for folder in candidates:
+        if glob.glob(os.path.join(folder, "*.ttf")):
+            return folder
+    return None
+
+
+def prepare_window_system() -> None:
+    """Before the first window: give Qt fonts (else it warns on every start), or silence it."""
+    if "QT_QPA_FONTDIR" not in os.environ:
+        folder = _font_folder()
+        if folder:
+            os.environ["QT_QPA_FONTDIR"] = folder
+        else:
+            os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
 
 
 def quiet_opencv() -> None:
@@ -413,13 +467,20 @@ class Window:
     def __init__(self, snapshots: Path) -> None:
         self.snapshots = snapshots
         self.quit_requested = False
+        self._sized = False
+        prepare_window_system()
         try:
-            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+            # Resizable, aspect kept, no Qt toolbar: the picture is the whole window.
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO
+                            | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as error:
             raise UserError(f"cannot open a window ({error.err}): use --no-display with "
                             "--save and/or --jsonl") from None
 
     def show(self, image: np.ndarray, frame_index: int) -> None:
+        if not self._sized:  # open at the frame's own size, not Qt's default 320x240
+            cv2.resizeWindow(WINDOW, image.shape[1], image.shape[0])
+            self._sized = True
         cv2.imshow(WINDOW, image)
         self._handle_key(cv2.waitKey(1) & 0xFF, image, frame_index)
 
@@ -525,8 +586,13 @@ class Outputs:
     snapshots: Path = Path(".")  # where the window's `s` key saves
     summary_json: str | None = None  # the end-of-run summary, written by the caller
 
-    def check(self) -> None:
-        """Fail before the run, not after it, when an output folder cannot be written."""
+    def check(self, source: str | None = None) -> None:
+        """Fail before the run, not after it, when an output would destroy something (a folder,
+        the input video, another output) or its folder cannot be written."""
+        source_file = source if source and Path(source).exists() else None
+        check_outputs(files={"--jsonl": self.jsonl, "--save": self.save,
+                             "--summary-json": self.summary_json},
+                      inputs={"--source": source_file})
         for output in (self.jsonl, self.save, self.summary_json):
             if output:
                 ensure_writable_dir(Path(output).parent)
@@ -548,9 +614,10 @@ def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
         if outputs.jsonl:
             staged = stack.enter_context(atomic_path(outputs.jsonl))
             jsonl = stack.enter_context(open(staged, "w", encoding="utf-8"))
+        video_frames = 0
         if outputs.save:
-            staged = stack.enter_context(atomic_path(outputs.save))
-            video = open_video_writer(staged, outputs.save, capture.fps, capture.width,
+            staged_video = stack.enter_context(atomic_path(outputs.save))
+            video = open_video_writer(staged_video, outputs.save, capture.fps, capture.width,
                                       capture.height)
             stack.callback(video.release)
         if outputs.display:
@@ -567,7 +634,7 @@ def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
         started = time.perf_counter()
 
         def deliver(job: FrameJob) -> None:
-            nonlocal fps, last_delivered
+            nonlocal fps, last_delivered, video_frames
             now = time.perf_counter()
             if last_delivered is not None:  # smoothed rate of delivered frames
                 instant = 1.0 / max(now - last_delivered, 1e-6)
@@ -582,6 +649,7 @@ def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
                 image = draw(job.frame, found, names, fps, job.inference_ms, roi_box)
                 if video is not None:
                     video.write(image)
+                    video_frames += 1
                 if window is not None:
                     window.show(image, job.index)
 
@@ -598,4 +666,10 @@ def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
             deliver(job)
         summary.seconds = time.perf_counter() - started
         summary.status = capture.status if capture.status != "running" else "stopped"
+        if jsonl is not None:
+            jsonl.flush()
+            os.fsync(jsonl.fileno())
+        if video is not None:
+            video.release()  # finish the file now, to check it before it is published
+            check_video_file(staged_video, outputs.save, video_frames)
     return summary

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         video.check_display()
     outputs = video.Outputs(jsonl=args.jsonl, save=args.save, display=not args.no_display,
                             summary_json=args.summary_json)
-    outputs.check()
+    outputs.check(args.source)
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
     tf_model = video.compare_model(args.model, args.tf_model) if args.compare else None
 

@@ -41,21 +41,24 @@ def test_unwritable_output_is_a_user_error(tmp_path):
         ensure_writable_dir(blocker / "sub")
 
 
-def test_staged_outputs_publish_all_together_or_nothing(tmp_path):
-    from edgedigits.files import staged_outputs
+def test_staged_set_publishes_all_together_or_nothing(tmp_path):
+    from edgedigits.files import staged_set
 
     output = tmp_path / "models"
-    with staged_outputs(output, last=("metrics.json",)) as staging:
+    members = ("model.keras", "saved_model", "metrics.json")
+    with staged_set(output, "model", members) as staging:
         (staging / "model.keras").write_text("old model")
         (staging / "saved_model").mkdir()
         (staging / "saved_model" / "saved_model.pb").write_text("old graph")
         (staging / "metrics.json").write_text("old metrics")
-    with pytest.raises(KeyboardInterrupt), staged_outputs(output) as staging:
+    with pytest.raises(KeyboardInterrupt), staged_set(output, "model", members) as staging:
         (staging / "model.keras").write_text("new model")
         raise KeyboardInterrupt  # e.g. Ctrl-C during the SavedModel export
     assert (output / "model.keras").read_text() == "old model"
-    with staged_outputs(output) as staging:
+    with staged_set(output, "model", members) as staging:
         (staging / "saved_model").mkdir()
         (staging / "saved_model" / "saved_model.pb").write_text("new graph")
+    # The new set replaces the old one as a whole: no old model beside the new graph.
     assert (output / "saved_model" / "saved_model.pb").read_text() == "new graph"
-    assert sorted(os.listdir(output)) == ["metrics.json", "model.keras", "saved_model"]
+    assert not (output / "model.keras").exists() and not (output / "metrics.json").exists()
+    assert sorted(p for p in os.listdir(output) if not p.startswith(".")) == ["saved_model"]

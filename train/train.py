@@ -10,6 +10,7 @@ confusion_matrix.png, each atomically. `python convert/to_ir.py` reads them next
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
@@ -17,7 +18,7 @@ from edgedigits import cli, contract
 from edgedigits.augment import AUGMENT_MODES
 from edgedigits.data import load_mnist
 from edgedigits.errors import UserError
-from edgedigits.files import ensure_writable_dir, staged_outputs, write_json
+from edgedigits.files import output_lock, staged_set, write_json
 from edgedigits.models import ARCHITECTURES, get_architecture
 from edgedigits.report import (
     classification_metrics,
@@ -38,7 +39,7 @@ def parse_args(argv):
     parser.add_argument("--augment", choices=AUGMENT_MODES,
                         help="none | basic (shift/rotate/zoom) | photo (basic + stroke width, "
                              "blur, threshold, breaks, noise); default: the recipe's")
-    parser.add_argument("--seed", type=int, default=42,
+    parser.add_argument("--seed", type=cli.seed, default=42,
                         help="same seed + same data = same weights on the same machine")
     parser.add_argument("--validation-size", type=int, default=5000,
                         help="images held out of the training set for validation (default 5000)")
@@ -56,11 +57,16 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with contextlib.ExitStack() as stack:  # holds the output folder's lock for the whole run
+        return _main(args, stack)
+
+
+def _main(args, stack: contextlib.ExitStack) -> int:
     architecture = get_architecture(args.arch)
     precision = {None: "auto", "f32": "float32", "bf16": "bfloat16"}.get(args.precision)
     if precision is None:
         raise UserError(f"training computes in f32 or bf16 (mixed bfloat16), not {args.precision}")
-    output = ensure_writable_dir(args.output or contract.default_models_dir())
+    output = stack.enter_context(output_lock(args.output or contract.default_models_dir()))
     tf = cli.import_tensorflow(args.verbose)
     import keras
 
@@ -110,7 +116,8 @@ def main(argv=None) -> int:
         "machine": {"processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count()},
     }
-    with staged_outputs(output, last=(contract.METRICS_FILE,)) as staging:
+    # One step publishes the whole set: a reader sees the old model with its metrics, or the new.
+    with staged_set(output, "model", contract.TRAINING_OUTPUTS) as staging:
         save_model(result.model, staging)
         write_history_csv(result.history, staging / "history.csv")
         plot_training_curves(result.history, staging / "training_curves.png",
