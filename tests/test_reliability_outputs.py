@@ -327,3 +327,25 @@ def test_a_file_size_limit_while_writing_json_is_one_line(tmp_path):
     assert "File too large" in result.stderr and "Traceback" not in result.stderr
     assert target.read_text() == '{"earlier": true}\n'
     assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_benchmark_reports_are_published_as_one_set(tmp_path, monkeypatch):
+    """json, md and png together: a failure while plotting leaves the previous three."""
+    from edgedigits.benchmark import report as benchmark_report
+
+    folder = tmp_path / "benchmark"
+    folder.mkdir()
+    for name in ("benchmark.json", "benchmark.md", "benchmark.png"):
+        (folder / name).write_text(f"previous {name}")
+    before = visible(folder)
+
+    def plot_fails(report, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(benchmark_report, "plot_report", plot_fails)
+    monkeypatch.setattr(benchmark_report, "render_markdown", lambda report: "new table\n")
+    rows = [{"status": "ok"}]
+    with pytest.raises(OSError):
+        benchmark_report.write_report({"rows": rows}, folder)
+    assert visible(folder) == before
+    assert not [name for name in os.listdir(folder) if ".tmp-" in name]

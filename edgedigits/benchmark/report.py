@@ -9,7 +9,7 @@ import numpy as np
 
 from edgedigits.benchmark.measure import LATENCY_BLOCKS
 from edgedigits.benchmark.variants import Row
-from edgedigits.files import atomic_path, ensure_writable_dir, write_json, write_text
+from edgedigits.files import atomic_path, ensure_writable_dir, staged_set, write_json, write_text
 
 
 def keras_reference(rows: list[Row]) -> np.ndarray | None:
@@ -322,14 +322,15 @@ def plot_report(report: dict, path: Path) -> Path:
 
 
 def write_report(report: dict, output: Path) -> dict[str, Path]:
-    """benchmark.json, benchmark.md and benchmark.png in ``output`` (each written atomically)."""
+    """benchmark.json, benchmark.md and benchmark.png in ``output``, published as one set: a
+    failure leaves the previous three, never a new json beside an old chart."""
     ensure_writable_dir(output)
-    paths = {"json": output / "benchmark.json", "markdown": output / "benchmark.md",
-             "chart": output / "benchmark.png"}
-    write_json(paths["json"], report)
-    write_text(paths["markdown"], render_markdown(report))
-    if any(r["status"] == "ok" for r in report["rows"]):
-        plot_report(report, paths["chart"])
-    else:
-        del paths["chart"]
-    return paths
+    names = {"json": "benchmark.json", "markdown": "benchmark.md", "chart": "benchmark.png"}
+    with staged_set(output, "benchmark", tuple(names.values())) as staging:
+        write_json(staging / names["json"], report)
+        write_text(staging / names["markdown"], render_markdown(report))
+        if any(r["status"] == "ok" for r in report["rows"]):
+            plot_report(report, staging / names["chart"])
+        else:
+            del names["chart"]
+    return {kind: output / name for kind, name in names.items()}
