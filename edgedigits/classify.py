@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import contract, decode, preprocess, runtime, segment
+from edgedigits import contract, decode, numbers, preprocess, runtime
 from edgedigits.errors import UserError
 from edgedigits.evalsets import is_image_file
 
@@ -113,25 +113,27 @@ def digit_from(load: Callable[[], decode.DecodedImage],
     return digit, None
 
 
-def read_digits(path: Path) -> tuple[np.ndarray | None, list | None, str | None]:
-    """One photo of several digits -> (crops (K, 28, 28), boxes [[x, y, w, h]] in the file's
-    pixels, None), or (None, None, why not)."""
+def read_digits(path: Path) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
+    """One photo of a written number -> (candidate digits (K, 28, 28), the candidates with
+    their boxes in the file's pixels, None), or (None, None, why not)."""
     return digits_from(lambda: decode.read(path), path)
 
 
 def read_digits_bytes(data: bytes, name: str = "image",
                       max_pixels: int = decode.MAX_IMAGE_PIXELS
-                      ) -> tuple[np.ndarray | None, list | None, str | None]:
+                      ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
     """:func:`read_digits` for an encoded image in memory."""
     return digits_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name)
 
 
 def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path
-                ) -> tuple[np.ndarray | None, list | None, str | None]:
-    """``load()`` -> segmented digits and their boxes in the original image's pixels."""
+                ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
+    """``load()`` -> the candidate digits of the number it shows (every way to split its
+    touching digits, :func:`numbers.find_candidates`), boxes in the original image's pixels;
+    :func:`fill_number` picks the split once they are classified."""
     try:
         image = load()
-        found = segment.find_digits(image.gray)
+        found = numbers.find_candidates(image.gray)
     except UserError as error:
         return None, None, _error_text(name, error)
     except cv2.error as error:
@@ -139,8 +141,8 @@ def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path
     if not len(found):
         return None, None, NO_DIGIT
     # Decoding shrinks big photos to a working size: report boxes in the original's own pixels.
-    boxes = [[round(value / image.scale) for value in box] for box in found.boxes]
-    return found.digits, boxes, None
+    found.boxes = [tuple(round(value / image.scale) for value in box) for box in found.boxes]
+    return found.digits, found, None
 
 
 def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list:
@@ -170,28 +172,23 @@ def predict_in_chunks(classifier: runtime.DigitClassifier, images: list[np.ndarr
         classifier.model_path)
 
 
-def top_k(probabilities: np.ndarray, k: int = 3) -> list[dict]:
-    order = np.argsort(probabilities)[::-1][:k]
-    return [{"digit": int(d), "confidence": round(float(probabilities[d]), 4)} for d in order]
-
-
 def fill_digit(row: Row, probabilities: np.ndarray) -> Row:
     """Put one image's reading (digit, confidence, top 3) into its row."""
     row.digit = int(np.argmax(probabilities))
     row.confidence = round(float(probabilities.max()), 4)
-    row.top3 = top_k(probabilities)
+    row.top3 = numbers.top_k(probabilities)
     return row
 
 
-def fill_number(row: Row, boxes: list, probabilities: np.ndarray) -> Row:
-    """Put a --multi reading (a detection per box, the number left to right) into its row."""
-    detections = [{"box": box, "digit": int(np.argmax(p)), "confidence": round(float(p.max()), 4),
-                   "top3": top_k(p)} for box, p in zip(boxes, probabilities, strict=True)]
-    detections.sort(key=lambda d: d["box"][0])  # left to right
-    row.detections = detections
-    row.number = "".join(str(d["digit"]) for d in detections)
-    row.confidence = min(d["confidence"] for d in detections)
-    return row
+def fill_number(row: Row, candidates: numbers.Candidates, probabilities: np.ndarray) -> list[int]:
+    """Put a --multi reading into its row: the split of the candidates the classifier is surest
+    of (a detection per digit, left to right, and the number). Returns the chosen candidates'
+    indices, left to right."""
+    reading = numbers.choose(candidates, probabilities)
+    row.detections = reading.detections
+    row.number = reading.number
+    row.confidence = reading.confidence
+    return reading.indices
 
 
 def classify_files(classifier: runtime.DigitClassifier, paths: list[Path],
@@ -212,12 +209,12 @@ def classify_multi(classifier: runtime.DigitClassifier, paths: list[Path],
     prepared = read_all(paths, read_digits, quiet, "segmenting")
     rows = [Row(str(path), error=prepared[i][2]) for i, path in enumerate(paths)]
     crops = [c for crops, _, _ in prepared if crops is not None for c in crops]
-    probabilities = predict_in_chunks(classifier, crops)  # one batch for every digit
+    probabilities = predict_in_chunks(classifier, crops)  # one batch for every candidate
     start = 0
-    for row, (crops, boxes, _) in zip(rows, prepared, strict=True):
+    for row, (crops, candidates, _) in zip(rows, prepared, strict=True):
         if crops is not None:
-            fill_number(row, boxes, probabilities[start:start + len(boxes)])
-            start += len(boxes)
+            fill_number(row, candidates, probabilities[start:start + len(crops)])
+            start += len(crops)
     return rows
 
 

@@ -166,7 +166,7 @@ def check_new_folder(output: str | os.PathLike) -> Path:
     return output
 
 
-def write_folder(images: np.ndarray, labels: np.ndarray, output: str | os.PathLike,
+def write_folder(images, labels: np.ndarray, output: str | os.PathLike,
                  prefix: str = "") -> Path:
     """Write images as ``output/<label>/<prefix><index>.png`` (atomically: all or nothing).
 
@@ -190,39 +190,61 @@ def write_folder(images: np.ndarray, labels: np.ndarray, output: str | os.PathLi
     return output
 
 
-def render_on_paper(digit: np.ndarray, rng: np.random.Generator, size: int = 160) -> np.ndarray:
-    """A camera-like photo of an MNIST digit (white on black, 28x28) written on paper.
+# --------------------------------------------------------------------------------------------
+# Number sets: a folder of images and labels.csv (file,number)
 
-    Dark ink on paper with a lighting gradient and a soft shadow, perspective from a tilted
-    camera, defocus blur, sensor noise and JPEG compression: the conditions a laptop camera
-    adds. Returns a gray uint8 image ``size`` x ``size``.
-    """
-    ink = cv2.resize(digit, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
-    # Perspective: move each corner by up to 12 % of the side, and shrink the digit a little.
-    margin = size * rng.uniform(0.05, 0.2)
-    corners = np.float32([[0, 0], [size, 0], [size, size], [0, size]])
-    target = corners * (1 - 2 * margin / size) + margin
-    target += rng.uniform(-0.12, 0.12, (4, 2)).astype(np.float32) * size
-    warp = cv2.getPerspectiveTransform(corners, target.astype(np.float32))
-    ink = cv2.warpPerspective(ink, warp, (size, size))
-    # Paper: bright, lit unevenly from a random direction, with a soft shadow across it.
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    angle = rng.uniform(0, 2 * np.pi)
-    lighting = (np.cos(angle) * (x - 0.5) + np.sin(angle) * (y - 0.5)) * rng.uniform(20, 70)
-    paper = rng.uniform(175, 235) + lighting
-    edge = rng.uniform(0.2, 0.8)
-    shadow = 1.0 / (1.0 + np.exp(-(x * np.cos(angle + 1) + y * np.sin(angle + 1) - edge) * 25))
-    paper *= 1.0 - rng.uniform(0.0, 0.35) * shadow
-    photo = paper * (1.0 - ink * rng.uniform(0.55, 0.9))
-    sigma = rng.uniform(0.3, 2.0)
-    photo = cv2.GaussianBlur(photo, (0, 0), sigma) + rng.normal(0, rng.uniform(2, 8), photo.shape)
-    photo = np.clip(photo, 0, 255).astype(np.uint8)
-    quality = int(rng.integers(40, 95))
-    _, encoded = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+NUMBER_LABELS = "labels.csv"
 
 
-def render_mnist_on_paper(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """:func:`render_on_paper` for every image, reproducibly from ``seed``."""
-    rng = np.random.default_rng(seed)
-    return np.stack([render_on_paper(image, rng) for image in images])
+@dataclass
+class NumberFolder:
+    """Images of written numbers listed in ``root/labels.csv``: (path, number) pairs."""
+
+    root: Path
+    samples: list[tuple[Path, str]]
+
+
+def is_number_folder(root: str | os.PathLike) -> bool:
+    return (Path(root) / NUMBER_LABELS).is_file()
+
+
+def load_number_folder(root: str | os.PathLike) -> NumberFolder:
+    """Read ``root/labels.csv``: a header ``file,number``, then one image name (relative to
+    ``root``) and the digits it shows per line. Numbers are text: leading zeros count."""
+    root = Path(root)
+    labels = root / NUMBER_LABELS
+    lines = _read_lines(labels)
+    if not lines or [cell.strip() for cell in lines[0].split(",")] != ["file", "number"]:
+        raise UserError(f"{labels}: the first line must be the header 'file,number'")
+    samples = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        cells = [cell.strip() for cell in line.rsplit(",", 1)]
+        if len(cells) != 2 or not cells[1].isdigit():
+            raise UserError(f"{labels}:{number}: expected 'file,digits', got {line[:40]!r}")
+        path = root / cells[0]
+        if not path.is_file():
+            raise UserError(f"{labels}:{number}: {cells[0]} is not a file in {root}")
+        samples.append((path, cells[1]))
+    if not samples:
+        raise UserError(f"{labels}: lists no image")
+    return NumberFolder(root, samples)
+
+
+def write_number_folder(images: list[np.ndarray], numbers: list[str],
+                        output: str | os.PathLike, names: list[str]) -> Path:
+    """Write each image as ``output/<name>`` and ``output/labels.csv`` (atomically)."""
+    output = check_new_folder(output)
+    rows = ["file,number"]
+    try:
+        with atomic_path(output) as staged:
+            staged.mkdir(parents=True)
+            for image, number, name in zip(images, numbers, names, strict=True):
+                if not cv2.imwrite(str(staged / name), image):
+                    raise UserError(f"could not write {staged / name}")
+                rows.append(f"{name},{number}")
+            (staged / NUMBER_LABELS).write_text("\n".join(rows) + "\n", encoding="ascii")
+    except OSError as error:
+        raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+    return output

@@ -34,6 +34,18 @@ MIN_HEIGHT_PIXELS = 8
 MAX_HEIGHT_FRACTION = 0.95
 # Wider than this times the height is a line or a row of touching digits, not one digit.
 MAX_WIDTH_TO_HEIGHT = 1.6
+# Ink is at least this fraction of the image's strongest contrast (its 99.5th percentile).
+RELATIVE_CONTRAST = 0.25
+# A group less than this fraction of the median group height is a separator or a mark.
+SEPARATOR_HEIGHT = 0.5
+# Ruled lines: straight horizontal ink at least this fraction of the image wide.
+RULED_LINE_WIDTH = 0.5
+# Form boxes: straight edges this fraction of the box's height long at its top and bottom
+# (a digit's bar is shorter), walls this fraction of its height tall (a digit is shorter).
+FRAME_EDGE = 0.7
+FRAME_WALL = 0.85
+# ... and those edges span this fraction of its width (touching digits' bars do not).
+FRAME_SPAN = 0.75
 
 
 Box = tuple[int, int, int, int]  # x, y, width, height in the input image's pixels
@@ -50,27 +62,64 @@ class Segmentation:
         return len(self.boxes)
 
 
+@dataclass
+class InkGroups:
+    """The ink of an image (at the analysis scale) and the digit-sized groups of pieces in it."""
+
+    ink: np.ndarray  # uint8 0/255, the undilated ink, analysis scale
+    groups: list[tuple[np.ndarray, Box]]  # (this group's own ink, cropped to box; box)
+    scale: float  # input pixels per analysis pixel
+
+    def to_input(self, box: Box) -> Box:
+        return _rescale(box, self.scale)
+
+
 def find_digits(image: np.ndarray, dark_ink: bool | None = None,
                 max_digits: int | None = None,
                 detect_side: int | None = None) -> Segmentation:
-    """Digit candidates in ``image`` (any array :func:`preprocess.to_grayscale` accepts).
+    """Digit candidates in ``image`` (any array :func:`preprocess.to_grayscale` accepts), one
+    per group of ink pieces (touching digits stay one candidate: :mod:`edgedigits.numbers`
+    splits those).
 
     ``dark_ink``: True for dark ink on light paper, False for light on dark, None to decide
     from the frame. ``max_digits`` keeps the largest candidates only (webcam overload guard).
     ``detect_side``: longer side the image is analysed at (default DETECT_MAX_SIDE; give more
     for a large photo with small digits). Boxes are always in ``image``'s own pixels.
     """
+    found = find_ink_groups(image, dark_ink, max_digits, detect_side)
+    boxes: list[Box] = []
+    digits: list[np.ndarray] = []
+    for own, box in found.groups:
+        if box[2] > MAX_WIDTH_TO_HEIGHT * box[3]:
+            continue  # a row of touching digits, not one digit
+        digit = preprocess.mask_to_mnist(own)
+        if digit is None:
+            continue
+        boxes.append(found.to_input(box))
+        digits.append(digit)
+    if not digits:
+        return _empty()
+    return Segmentation(boxes, np.stack(digits))
+
+
+def find_ink_groups(image: np.ndarray, dark_ink: bool | None = None,
+                    max_digits: int | None = None,
+                    detect_side: int | None = None) -> InkGroups:
+    """The ink of ``image`` and its groups of pieces that are digit-sized (one digit, or a row
+    of touching digits), left to right. Arguments as :func:`find_digits`."""
     detect_side = detect_side or DETECT_MAX_SIDE
     image = np.asarray(image)
     scale = 1.0
     if image.ndim >= 2 and max(image.shape[:2]) > detect_side:
-        # shrink before the colour conversion: a quarter of the pixels to convert
         scale = max(image.shape[:2]) / detect_side
-        image = preprocess.shrink(image, detect_side) if image.dtype == np.uint8 else image
-    gray = preprocess.shrink(preprocess.to_grayscale(image), detect_side)
+    # shrink once: before the colour conversion when we can (a quarter of the pixels to convert)
+    if image.dtype == np.uint8:
+        gray = preprocess.to_grayscale(preprocess.shrink(image, detect_side))
+    else:
+        gray = preprocess.shrink(preprocess.to_grayscale(image), detect_side)
     height, width = gray.shape
     if min(height, width) < MIN_HEIGHT_PIXELS:
-        return _empty()
+        return InkGroups(np.zeros_like(gray), [], scale)
     if dark_ink is None:
         dark_ink = preprocess.dark_ink_on_light(gray)
     block = max(3, (min(height, width) // 8) | 1)
@@ -81,34 +130,63 @@ def find_digits(image: np.ndarray, dark_ink: bool | None = None,
     )
     ink = cv2.bitwise_and(ink, _thin_ink(gray, block, dark_ink))
     join = max(3, (min(height, width) // 160) | 1)
-    joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join)))
+    joiner = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))
+    joined = cv2.dilate(ink, joiner)
     # Outer contours, not connectedComponentsWithStats: same pieces, ~25x faster here.
     contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     min_height = max(MIN_HEIGHT_PIXELS, MIN_HEIGHT_FRACTION * min(height, width))
+    if _remove_frames(ink, joined, contours, min_height):
+        joined = cv2.dilate(ink, joiner)
+        contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     groups = _group_pieces([cv2.boundingRect(c) for c in contours], min_height, width, height)
     if max_digits is not None and len(groups) > max_digits:
         groups = sorted(groups, key=lambda g: g[1][2] * g[1][3], reverse=True)[:max_digits]
     groups.sort(key=lambda g: g[1][0])
-
-    boxes: list[Box] = []
-    digits: list[np.ndarray] = []
+    cropped = []
     for members, (x, y, w, h) in groups:
-        # this digit's own ink: inside its pieces' outlines (a neighbour may reach into the box)
+        # this group's own ink: inside its pieces' outlines (a neighbour may reach into the box)
         own = np.zeros((h, w), np.uint8)
         cv2.drawContours(own, [contours[i] for i in members], -1, 255, cv2.FILLED,
                          offset=(-x, -y))
-        digit = preprocess.mask_to_mnist(cv2.bitwise_and(own, ink[y : y + h, x : x + w]))
-        if digit is None:
-            continue
-        boxes.append(_rescale((x, y, w, h), scale))
-        digits.append(digit)
-    if not digits:
-        return _empty()
-    return Segmentation(boxes, np.stack(digits))
+        cropped.append((cv2.bitwise_and(own, ink[y : y + h, x : x + w]), (x, y, w, h)))
+    return InkGroups(ink, cropped, scale)
 
 
 def _empty() -> Segmentation:
     return Segmentation([], np.zeros((0, preprocess.MNIST_SIZE, preprocess.MNIST_SIZE), np.uint8))
+
+
+def _remove_frames(ink: np.ndarray, joined: np.ndarray, contours, min_height: float) -> bool:
+    """Erase form boxes drawn around digits (``ink`` and ``joined`` are changed in place);
+    returns whether any was.
+
+    A box is a piece with straight horizontal edges near its top and near its bottom, longer
+    than FRAME_EDGE x the piece's height (a digit's bar is shorter) and together spanning
+    FRAME_SPAN of its width (touching digits' bars do not); its
+    straight edges are erased: horizontal ones that long, and vertical ones longer than
+    FRAME_WALL x the height (a digit written in a box is shorter than the box).
+    """
+    erased = False
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if h < min_height or w < FRAME_EDGE * h:
+            continue
+        region = joined[y : y + h, x : x + w]
+        edges = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((1, int(FRAME_EDGE * h)),
+                                                                 np.uint8))
+        margin = max(2, int(0.15 * h))
+        top, bottom = edges[:margin].any(axis=0), edges[-margin:].any(axis=0)
+        if min(top.mean(), bottom.mean()) < FRAME_SPAN:
+            continue
+        walls = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((int(FRAME_WALL * h), 1),
+                                                                 np.uint8))
+        lines = cv2.dilate(cv2.bitwise_or(edges, walls), np.ones((3, 3), np.uint8))
+        keep = cv2.bitwise_not(lines)
+        for target in (ink, joined):
+            window = target[y : y + h, x : x + w]
+            cv2.bitwise_and(window, keep, dst=window)
+        erased = True
+    return erased
 
 
 def _thin_ink(gray: np.ndarray, block: int, dark_ink: bool) -> np.ndarray:
@@ -127,8 +205,42 @@ def _thin_ink(gray: np.ndarray, block: int, dark_ink: bool) -> np.ndarray:
     paper = shrink(grow(gray, cv2.getStructuringElement(cv2.MORPH_RECT, (block, block))),
                    cv2.getStructuringElement(cv2.MORPH_RECT, (block + 2, block + 2)))
     contrast = cv2.subtract(paper, gray) if dark_ink else cv2.subtract(gray, paper)
-    _, thin = cv2.threshold(contrast, LOCAL_CONTRAST, 255, cv2.THRESH_BINARY)
+    contrast = _without_ruled_lines(contrast)
+    # Relative contrast: noise, paper grain and light printing (a security pattern) are much
+    # fainter than the writing on the same page.
+    strongest = float(np.percentile(contrast, 99.5))
+    threshold = max(LOCAL_CONTRAST, RELATIVE_CONTRAST * strongest)
+    _, thin = cv2.threshold(contrast, threshold, 255, cv2.THRESH_BINARY)
     return thin
+
+
+def _without_ruled_lines(contrast: np.ndarray) -> np.ndarray:
+    """``contrast`` less ruled lines: thin straight horizontal ink across half the image or more.
+
+    Averaged along rows over a stretch longer than a digit's bar, a line is a thin ridge (its
+    rows much darker than the rows a few pixels above and below), where a row of digits is a
+    thick band. Subtracting the line's own contrast (its median ridge) removes it and keeps
+    the strokes that cross it (darker than the line). The stretch is short enough for a line
+    that slopes a little.
+    """
+    height, width = contrast.shape
+    along = cv2.blur(contrast, (max(16, width // 8), 1))
+    reach = max(4, height // 30)
+    padded = cv2.copyMakeBorder(along, reach, reach, 0, 0, cv2.BORDER_REPLICATE)
+    beside = cv2.max(padded[: height], padded[2 * reach :])
+    ridge = cv2.subtract(along, beside)
+    _, line = cv2.threshold(ridge, LOCAL_CONTRAST // 2, 255, cv2.THRESH_BINARY)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(line, connectivity=8)
+    lines = np.flatnonzero(stats[1:, cv2.CC_STAT_WIDTH] >= RULED_LINE_WIDTH * width) + 1
+    if not len(lines):
+        return contrast
+    # each line's own contrast: the median of its ridge (a digit's bar on it is far above)
+    level = np.zeros(count, np.uint8)
+    for index in lines:
+        level[index] = np.median(ridge[labels == index])
+    estimate = cv2.dilate(level[labels], np.ones((2 * reach + 1, 1), np.uint8))
+    flattened = cv2.subtract(contrast, estimate)
+    return flattened
 
 
 def _group_pieces(rects: list[Box], min_height: float, width: int,
@@ -153,9 +265,12 @@ def _group_pieces(rects: list[Box], min_height: float, width: int,
         touches_edge = x == 0 or y == 0 or x + w >= width or y + h >= height
         if touches_edge or h < min_height or h > MAX_HEIGHT_FRACTION * height:
             continue
-        if w > MAX_WIDTH_TO_HEIGHT * h:
-            continue
         kept.append((members, (x, y, w, h)))
+    if len(kept) >= 2:
+        # Separators ('.', ',', '-') and stray marks are much shorter than the digits they
+        # stand between.
+        typical = float(np.median([box[3] for _, box in kept]))
+        kept = [(members, box) for members, box in kept if box[3] >= SEPARATOR_HEIGHT * typical]
     return kept
 
 

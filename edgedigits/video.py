@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import contract, runtime, segment
+from edgedigits import contract, numbers, runtime, segment
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, check_outputs, ensure_writable_dir
 
@@ -201,6 +201,7 @@ class FrameJob:
     frame: np.ndarray
     boxes: list
     digits: np.ndarray
+    candidates: numbers.Candidates | None = None  # None: each box is one digit (ROI mode)
     pending: int = 0
     probabilities: dict = field(default_factory=dict)  # backend -> (K, 10)
     inference_ms: dict = field(default_factory=dict)  # backend -> ms for this frame's batch
@@ -228,10 +229,14 @@ class Pipeline:
         if self.roi is not None:
             box, digit = segment.crop_roi(frame, self.roi)
             boxes, digits = ([box], digit[None]) if digit is not None else ([], None)
+            candidates = None
         else:
-            found = segment.find_digits(frame, max_digits=self.max_digits)
-            boxes, digits = found.boxes, found.digits
-        job = FrameJob(sequence, index, time_ms, frame, boxes, digits)
+            # every candidate digit of every way to split touching digits; numbers.choose
+            # picks the split once the classifier has read them (see detections())
+            candidates = numbers.find_candidates(frame, max_digits=self.max_digits,
+                                                 max_candidates=candidate_limit(self.max_digits))
+            boxes, digits = candidates.boxes, candidates.digits
+        job = FrameJob(sequence, index, time_ms, frame, boxes, digits, candidates=candidates)
         if not boxes:
             self._finished.put(job)
             return
@@ -265,11 +270,17 @@ class Pipeline:
             self._next += 1
 
 
+def candidate_limit(max_digits: int) -> int:
+    """Candidate digits per frame at most: one batch, whatever the number reading tries."""
+    return 4 * max_digits
+
+
 def warm_up(classifiers: list[runtime.DigitClassifier], roi: bool, max_digits: int,
             verbose: bool = False) -> None:
     """Run every batch size a frame can produce once, so first-run costs stay out of timings."""
     for classifier in classifiers:
-        sizes = tuple(1 << k for k in range(max_digits.bit_length() + 1))
+        # a frame's candidates: up to max_digits groups, touching ones tried several ways
+        sizes = tuple(1 << k for k in range((candidate_limit(max_digits) - 1).bit_length() + 1))
         classifier.warmup(sizes if not roi else (1,), use_async=True)
         if verbose:
             print(f"model: {classifier.describe()}", file=sys.stderr)
@@ -306,8 +317,13 @@ def detections(job: FrameJob, names: list[str]) -> list[dict]:
     for name, probabilities in job.probabilities.items():
         contract.check_probabilities(probabilities, name)
     primary = job.probabilities.get(names[0])
+    if job.candidates is None:
+        chosen = list(enumerate(job.boxes))
+    else:  # the split of touching digits the first classifier is surest of
+        reading = numbers.choose(job.candidates, primary)
+        chosen = [(k, job.boxes[k]) for k in reading.indices]
     found = []
-    for k, box in enumerate(job.boxes):
+    for k, box in chosen:
         p = primary[k]
         item = {"box": [int(v) for v in box], "digit": int(np.argmax(p)),
                 "confidence": round(float(p.max()), 4)}
@@ -596,6 +612,23 @@ class Outputs:
         for output in (self.jsonl, self.save, self.summary_json):
             if output:
                 ensure_writable_dir(Path(output).parent)
+
+
+def run_source(args, source: str, outputs: Outputs, roi: float | None = None,
+               max_digits: int = DEFAULT_MAX_DIGITS, realtime: bool = False,
+               tf_model: Path | None = None, max_frames: int | None = None) -> Summary:
+    """What ``webcam.py`` runs once its flags are checked: load the classifier from the runtime
+    flags in ``args`` (and TensorFlow's ``tf_model`` beside it), warm both up for every batch
+    a frame can produce, open ``source``, run the pipeline. The benchmark calls this too."""
+    classifiers = [runtime.load_from_args(args)]
+    if tf_model is not None:
+        classifiers.append(runtime.load_classifier(tf_model, "tensorflow", threads=args.threads,
+                                                   verbose=args.verbose))
+    warm_up(classifiers, roi is not None, max_digits, verbose=args.verbose)
+    # opened after the models, as a replayed file's clock starts when it opens
+    capture = Capture(str(source), realtime=realtime)
+    return run_pipeline(capture, classifiers, outputs, roi=roi, max_digits=max_digits,
+                        max_frames=max_frames)
 
 
 def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],

@@ -2,6 +2,7 @@
 
     python infer/benchmark_video.py                      # 1,000 generated frames, 3 repeats
     python infer/benchmark_video.py --video mine.mp4     # your own video instead
+    python infer/benchmark_video.py --number 5743        # a written number: % of frames read
 
 The generated video holds 1-4 MNIST test digits per frame, drawn dark onto paper with a
 lighting gradient and grain and drifting across the page (needs MNIST: $MNIST_DIR). Each
@@ -9,10 +10,16 @@ repeat runs exactly what ``webcam.py --source VIDEO --no-display --jsonl out.jso
 (edgedigits.video: capture thread, segmentation, AsyncInferQueue), in this process, and
 reports the rate the summary reports: frames delivered / seconds from the first frame to the
 last. Model loading is outside the timing; video decoding is inside it.
+
+``--number DIGITS`` generates instead a video of that number written with touching digits
+(MNIST test digits 120 px tall, each overlapping the previous by 45 %) drifting across the
+page, and also reports the share of frames whose digits, left to right, are that number.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import cli, runtime, video
+from edgedigits import cli, render, runtime, video
 from edgedigits.cli import ArgumentParser, positive_int, run
 from edgedigits.data import load_mnist
 from edgedigits.errors import UserError
@@ -31,32 +38,54 @@ DIGIT_SIDE = 110
 
 
 def make_video(path: Path, frames: int, seed: int = 0, data_dir: str | None = None) -> Path:
-    """A 640x480 mp4 of 1-4 handwritten digits per frame on paper-like backgrounds."""
+    """A 640x480 mp4 of 1-4 handwritten digits per frame on paper (edgedigits.render)."""
     mnist = load_mnist(data_dir)
     rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    paper = (195 + 40 * cols / WIDTH - 25 * rows / HEIGHT)[..., None]
-    paper = paper * np.array([0.93, 0.98, 1.0], np.float32)
-    grain = [rng.normal(0, 5, paper.shape).astype(np.float32) for _ in range(8)]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
         raise UserError(f"cannot write {path}")
     for index in range(frames):
         scene_number = index // FPS  # a new set of digits every second
         count = 1 + scene_number % 4
-        canvas = paper.copy()
-        for k in range(count):
-            digit = mnist.x_test[(scene_number * 4 + k) % len(mnist.x_test)]
-            ink = cv2.resize(digit, (DIGIT_SIDE, DIGIT_SIDE), interpolation=cv2.INTER_CUBIC)
-            ink = ink.astype(np.float32)[..., None] / 255.0
-            x = 25 + 150 * k + index % FPS
-            y = 150 + int(20 * np.sin(index / 9 + k))
-            region = canvas[y : y + DIGIT_SIDE, x : x + DIGIT_SIDE]
-            canvas[y : y + DIGIT_SIDE, x : x + DIGIT_SIDE] = region * (1 - ink) + 35 * ink
-        canvas += grain[index % len(grain)]
-        writer.write(cv2.GaussianBlur(np.clip(canvas, 0, 255).astype(np.uint8), (3, 3), 0))
+        digits = [mnist.x_test[(scene_number * 4 + k) % len(mnist.x_test)] for k in range(count)]
+        positions = [(25 + 150 * k + index % FPS, 150 + int(20 * np.sin(index / 9 + k)))
+                     for k in range(count)]
+        writer.write(render.paper_scene(digits, positions, (HEIGHT, WIDTH), DIGIT_SIDE, rng))
     writer.release()
     return path
+
+
+NUMBER_DIGIT_SIDE = 120
+NUMBER_STEP = 0.55  # of the digit's side: neighbours' ink touches or overlaps
+
+
+def make_number_video(path: Path, frames: int, number: str,
+                      data_dir: str | None = None) -> Path:
+    """A 640x480 mp4 of ``number`` written with touching MNIST test digits, drifting."""
+    mnist = load_mnist(data_dir)
+    rng = np.random.default_rng(0)
+    digits = [mnist.x_test[np.flatnonzero(mnist.y_test == int(c))[k]] for k, c in enumerate(number)]
+    step = int(NUMBER_STEP * NUMBER_DIGIT_SIDE)
+    if 100 + step * (len(number) - 1) + NUMBER_DIGIT_SIDE > WIDTH:
+        raise UserError(f"--number {number}: at most {(WIDTH - 220) // step + 1} digits fit")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        raise UserError(f"cannot write {path}")
+    for index in range(frames):
+        left, top = 60 + int(40 * np.sin(index / 15)), 170 + int(15 * np.sin(index / 11))
+        positions = [(left + step * k, top + 5 * (k % 2)) for k in range(len(digits))]
+        writer.write(render.paper_scene(digits, positions, (HEIGHT, WIDTH), NUMBER_DIGIT_SIDE,
+                                        rng))
+    writer.release()
+    return path
+
+
+def frames_reading(jsonl: Path, number: str) -> float:
+    """Share of the frames in a ``--jsonl`` file whose digits, left to right, are ``number``."""
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    read = ["".join(str(d["digit"]) for d in sorted(line["detections"], key=lambda d: d["box"][0]))
+            for line in lines]
+    return sum(text == number for text in read) / max(len(read), 1)
 
 
 def run_headless(args, source: Path, outputs: video.Outputs) -> video.Summary:
@@ -64,10 +93,7 @@ def run_headless(args, source: Path, outputs: video.Outputs) -> video.Summary:
     if not args.verbose:
         video.quiet_opencv()
     outputs.check()
-    classifier = runtime.load_from_args(args)
-    video.warm_up([classifier], roi=False, max_digits=video.DEFAULT_MAX_DIGITS,
-                  verbose=args.verbose)
-    return video.run_pipeline(video.Capture(str(source)), [classifier], outputs)
+    return video.run_source(args, str(source), outputs)
 
 
 def webcam_command(args, source: Path, outputs: video.Outputs) -> str:
@@ -83,10 +109,19 @@ def webcam_command(args, source: Path, outputs: video.Outputs) -> str:
     return "python infer/webcam.py " + " ".join(words)
 
 
+def _digits(text: str) -> str:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected digits, got {text!r}")
+    return text
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="benchmark_video.py",
                             description="Frames per second of the headless webcam pipeline.")
     parser.add_argument("--video", metavar="PATH", help="measure this video instead")
+    parser.add_argument("--number", metavar="DIGITS", type=_digits,
+                        help="generate a video of this number written with touching digits "
+                             "and report the share of frames read exactly")
     parser.add_argument("--frames", type=positive_int, default=1000,
                         help="frames in the generated video (1000)")
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per mode (3)")
@@ -103,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edgedigits-video-") as scratch:
         scratch = Path(scratch)
-        video_path = Path(args.video) if args.video else make_video(
-            scratch / "digits.mp4", args.frames, data_dir=args.data_dir)
+        if args.video:
+            video_path = Path(args.video)
+        elif args.number:
+            video_path = make_number_video(scratch / "number.mp4", args.frames, args.number,
+                                           data_dir=args.data_dir)
+        else:
+            video_path = make_video(scratch / "digits.mp4", args.frames, data_dir=args.data_dir)
         jsonl, saved = str(scratch / "out.jsonl"), str(scratch / "out.mp4")
         modes = {"jsonl": video.Outputs(jsonl=jsonl)}
         if args.save_video:
@@ -122,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 "fps_max": round(max(rates), 1),
                 "mean_inference_ms": last.backends[backend].as_json()["mean_inference_ms"],
             }
+            if args.number:
+                results[mode]["frames_read_exactly"] = round(frames_reading(Path(jsonl),
+                                                                            args.number), 4)
     if args.output:
         write_json(args.output, results)
     if args.json:
@@ -134,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         infer_ms = "-" if r["mean_inference_ms"] is None else r["mean_inference_ms"]
         print(f"{mode:<11} {r['frames']:>6} {r['digits']:>6} {r['fps_min']:>8} "
               f"{r['fps_median']:>8} {r['fps_max']:>8} {infer_ms:>8}")
+        if "frames_read_exactly" in r:
+            print(f"{'':<11} {args.number} read exactly in {r['frames_read_exactly']:.1%} "
+                  f"of the frames")
     return 0
 
 

@@ -4,6 +4,7 @@
     python infer/classify.py --json photo.jpg                    # JSON list, one object per input
     python infer/classify.py --multi number.jpg                  # several digits, left to right
     python infer/classify.py --eval labelled/ --output report/   # DIR/<digit>/*.jpg -> accuracy
+    python infer/classify.py --eval numbers/    # DIR/labels.csv (file,number) -> string accuracy
 
 Steps: find the images -> read and normalise each to MNIST format (edgedigits.classify, in
 parallel threads) -> one batched inference (edgedigits.runtime) -> print. --eval runs the same
@@ -43,7 +44,9 @@ def build_parser() -> ArgumentParser:
                         help="each image holds several digits: read them left to right")
     parser.add_argument("--eval", metavar="DIR",
                         help="evaluate a labelled folder DIR/<digit>/<image>: accuracy, "
-                             "per-digit accuracy, confusion matrix, misread files")
+                             "per-digit accuracy, confusion matrix, misread files; or a folder "
+                             "of written numbers listed in DIR/labels.csv (file,number): "
+                             "string and digit accuracy, misread files")
     parser.add_argument("--output", metavar="DIR",
                         help="with --eval: write confusion_matrix.png and eval.json here")
     runtime.add_runtime_arguments(parser)
@@ -72,14 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval:
         report = evaluate.evaluate_folder(classifier, args.eval, args.quiet)
         if output is not None:
-            picture, data = evaluate.write_evaluation(
+            written = evaluate.write_evaluation(
                 report, output, title=f"{Path(args.eval).name} ({classifier.variant})")
         if args.json:
             print(json.dumps(report, indent=2))
         else:
             evaluate.print_evaluation(report)
             if output is not None:
-                print(f"\nwrote {picture} and {data}")
+                print(f"\nwrote {' and '.join(str(path) for path in written)}")
         return 0
 
     # 3b. Files, folders and globs -> one row each: a digit (or with --multi a number), or why not

@@ -6,8 +6,8 @@
     python infer/webcam.py --compare                         # TensorFlow beside OpenVINO
 
 Steps: check flags and outputs -> load the classifier(s) -> open the source -> run the frame
-pipeline (edgedigits.video: capture thread, segmentation, AsyncInferQueue, in-order delivery)
--> print the summary.
+pipeline (edgedigits.video.run_source: capture thread, segmentation and number reading,
+AsyncInferQueue, in-order delivery) -> print the summary.
 Keys in the window: q/Esc quit, s save a snapshot, space pause.
 Exit status: 0 when a file finished (also with --realtime) or you quit, 1 when a live
 camera/stream was lost (stopped delivering frames),
@@ -87,20 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
     tf_model = video.compare_model(args.model, args.tf_model) if args.compare else None
 
-    # 2. Load the classifier(s), warmed up for every batch size a frame can produce
-    classifiers = [runtime.load_from_args(args)]
-    if tf_model is not None:
-        classifiers.append(runtime.load_classifier(tf_model, "tensorflow", threads=args.threads,
-                                                   verbose=args.verbose))
-    video.warm_up(classifiers, args.roi, args.max_digits, verbose=args.verbose)
-
-    # 3. Open the source: after the models, as a replayed file's clock starts when it opens
-    capture = video.Capture(args.source, realtime=args.realtime)
-
-    # 4. Run the pipeline until the source ends or is lost, the user quits or --max-frames
-    summary = video.run_pipeline(capture, classifiers, outputs,
-                                 roi=args.roi_size if args.roi else None,
-                                 max_digits=args.max_digits, max_frames=args.max_frames)
+    # 2-4. Load the classifier(s) warmed up for every batch a frame can produce, open the
+    # source, run the pipeline until the source ends or is lost, the user quits or --max-frames
+    summary = video.run_source(args, args.source, outputs,
+                               roi=args.roi_size if args.roi else None,
+                               max_digits=args.max_digits, realtime=args.realtime,
+                               tf_model=tf_model, max_frames=args.max_frames)
 
     # 5. Summary
     if args.summary_json:

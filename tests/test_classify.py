@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_command
 from edgedigits import contract, runtime
+from edgedigits.render import ink_box, paper_scene
 
 SCRIPT = "infer/classify.py"
 
@@ -34,30 +35,6 @@ def reliable_digits(models_dir, mnist, per_class: int = 1) -> dict[int, list[np.
         if p.argmax() == label and p.max() > 0.98 and len(chosen[int(label)]) < per_class:
             chosen[int(label)].append(image)
     return chosen
-
-
-def paper_scene(digits, positions, size=(480, 640), digit_px=120, seed=0) -> np.ndarray:
-    """BGR photo-like image: warm paper, a lighting gradient, dark ink, grain, slight blur."""
-    height, width = size
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    light = 195 + 40 * cols / width - 25 * rows / height
-    paper = light[..., None] * np.array([0.93, 0.98, 1.0], np.float32)
-    for digit, (x, y) in zip(digits, positions, strict=True):
-        ink = cv2.resize(digit, (digit_px, digit_px), interpolation=cv2.INTER_CUBIC)
-        ink = ink.astype(np.float32)[..., None] / 255.0
-        region = paper[y : y + digit_px, x : x + digit_px]
-        paper[y : y + digit_px, x : x + digit_px] = region * (1 - ink) + 35 * ink
-    paper += rng.normal(0, 5, paper.shape)
-    return cv2.GaussianBlur(np.clip(paper, 0, 255).astype(np.uint8), (3, 3), 0)
-
-
-def ink_box(digit, position, digit_px=120) -> list[int]:
-    """Where ``paper_scene`` put the digit's ink: [x, y, w, h]."""
-    x, y, w, h = cv2.boundingRect((digit > 60).astype(np.uint8))
-    scale = digit_px / 28
-    return [round(position[0] + x * scale), round(position[1] + y * scale),
-            round(w * scale), round(h * scale)]
 
 
 def overlap(a, b) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,9 @@ from conftest import run_command
 from edgedigits import evalsets, preprocess
 from edgedigits.errors import UserError
 
-OOD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ood"
+# $OOD_DIR, else ../shared/data/ood beside the checkout (a git worktree lives elsewhere)
+OOD = Path(os.environ.get("OOD_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
+           / "ood")
 SEMEION = OOD / "semeion" / "semeion.data"
 OPTDIGITS_TES = OOD / "optdigits_orig" / "optdigits-orig.tes"
 
@@ -106,18 +109,3 @@ def test_make_eval_folder_command(tmp_path):
     wrong = run_command("infer/make_eval_folder.py", "optdigits", str(small), str(tmp_path / "x"))
     assert wrong.returncode == 2 and "optdigits" in wrong.stderr
     assert not (tmp_path / "x").exists()
-
-
-def test_camera_like_renders_are_reproducible_and_still_readable(mnist):
-    first = evalsets.render_mnist_on_paper(mnist.x_test[:20], seed=1)
-    again = evalsets.render_mnist_on_paper(mnist.x_test[:20], seed=1)
-    np.testing.assert_array_equal(first, again)
-    assert first.shape == (20, 160, 160) and first.dtype == np.uint8
-    # Dark ink on lighter paper, and the preprocessing recovers digits like the originals.
-    recovered = 0
-    for render, original in zip(first, mnist.x_test[:20], strict=True):
-        assert np.median(render) > render.min() + 60
-        digit = preprocess.to_mnist_format(render)
-        if digit is not None and np.corrcoef(digit.ravel(), original.ravel())[0, 1] > 0.5:
-            recovered += 1
-    assert recovered >= 17

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgedigits import evalsets, preprocess
+from edgedigits import preprocess, render
 from edgedigits.errors import UserError
 
 
@@ -102,7 +102,7 @@ def test_shadow_over_most_of_the_paper_does_not_flip_polarity(digits):
 def test_shadowed_camera_renders_that_read_as_blank_are_read(mnist):
     # render_mnist_on_paper(x_test[:300], seed=1) numbers 3, 198, 202, 279, 297: clearly written
     # digits under a shadow edge, for which an earlier version returned None (no digit)
-    renders = evalsets.render_mnist_on_paper(mnist.x_test[:298], seed=1)
+    renders = render.render_mnist_on_paper(mnist.x_test[:298], seed=1)
     for index in (3, 198, 202, 279, 297):
         result = preprocess.to_mnist_format(renders[index])
         assert result is not None, index
@@ -116,7 +116,7 @@ def test_shadow_edge_on_blank_paper_is_no_digit():
         assert preprocess.to_mnist_format(shadowed(paper, 0.5, depth)) is None
         assert preprocess.to_mnist_format(255 - shadowed(paper, 0.5, depth)) is None
     # the camera-like renders of an empty page (lighting, shadow, blur, noise, JPEG)
-    empty = evalsets.render_mnist_on_paper(np.zeros((20, 28, 28), np.uint8), seed=9)
+    empty = render.render_mnist_on_paper(np.zeros((20, 28, 28), np.uint8), seed=9)
     assert all(preprocess.to_mnist_format(page) is None for page in empty)
 
 
@@ -137,6 +137,51 @@ def test_blank_and_degenerate_images_have_no_digit(tmp_path):
     one_pixel = tmp_path / "one.png"
     cv2.imwrite(str(one_pixel), np.zeros((1, 1), np.uint8))
     assert preprocess.to_mnist_format(preprocess.read_image(one_pixel)) is None
+
+
+def read_like_originals(images, originals) -> int:
+    """How many images come back as digits close to their MNIST originals."""
+    read = 0
+    for image, original in zip(images, originals, strict=True):
+        digit = preprocess.to_mnist_format(image)
+        read += digit is not None and correlation(digit, original) > 0.5
+    return read
+
+
+@pytest.fixture(scope="module")
+def camera_renders(mnist):
+    return render.render_mnist_on_paper(mnist.x_test[:60], seed=2), mnist.x_test[:60]
+
+
+def test_faint_pencil_is_read(camera_renders):
+    renders, originals = camera_renders
+    rng = np.random.default_rng(0)
+    # ink 30-70 grey levels darker than the paper, at photo size and as 28x28 scans
+    faint = [render.faded(image, rng.uniform(30, 70)) for image in renders]
+    small = [render.hard_variant(image, "faint-small", rng) for image in renders]
+    assert read_like_originals(faint, originals) >= read_like_originals(renders, originals) - 2
+    assert read_like_originals(small, originals) >= 0.7 * len(small)  # (main: 27 of 60)
+
+
+def test_tight_crops_read_like_the_same_digit_with_a_margin(camera_renders):
+    renders, originals = camera_renders
+    tight = [render.cropped_to_ink(image) for image in renders]
+    assert all(preprocess.touches_border(preprocess.ink_mask(image)) for image in tight[:10])
+    assert read_like_originals(tight, originals) >= read_like_originals(renders, originals) - 3
+
+
+def test_grain_noise_and_empty_pages_stay_blank():
+    rng = np.random.default_rng(11)
+    pages = [np.clip(200 + rng.normal(0, sigma, (side, side)), 0, 255).astype(np.uint8)
+             for sigma in (3, 8, 15) for side in (28, 64, 160)]
+    for quality in (20, 50):  # JPEG blocking on grainy paper
+        grain = np.clip(200 + rng.normal(0, 6, (120, 120)), 0, 255).astype(np.uint8)
+        _, data = cv2.imencode(".jpg", grain, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        pages.append(cv2.imdecode(data, cv2.IMREAD_GRAYSCALE))
+    # camera-like photos of empty pages: lighting, shadow edges, blur, noise, JPEG
+    pages += list(render.render_mnist_on_paper(np.zeros((40, 28, 28), np.uint8), seed=9))
+    assert [k for k, page in enumerate(pages) if preprocess.to_mnist_format(page) is not None] \
+        == []
 
 
 def test_alpha_16_bit_and_palette_files(digits, tmp_path):

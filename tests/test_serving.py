@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_classify import paper_scene, reliable_digits
+from test_classify import reliable_digits
 from test_webcam import write_video
 
 from conftest import ROOT, run_command
 from edgedigits import classify, contract, runtime
+from edgedigits.render import paper_scene
 from edgedigits.serving import repository
 
 SCRIPT = "infer/serve.py"

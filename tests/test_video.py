@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_classify import paper_scene, reliable_digits
+from test_classify import reliable_digits
 from test_webcam import DIGIT_PX, SIZE, write_video
 
 from edgedigits import runtime, video
 from edgedigits.errors import UserError
+from edgedigits.render import paper_scene
 
 FRAMES = 12
 LABELS = (4, 7)

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 import pytest
-from test_classify import ink_box, overlap, paper_scene, reliable_digits
+from test_classify import overlap, reliable_digits
 
 from conftest import run_command
 from edgedigits import contract
+from edgedigits.render import ink_box, paper_scene
 
 SCRIPT = "infer/webcam.py"
 SIZE = (480, 640)

@@ -235,7 +235,8 @@ class ReaderJob:
     compare: bool
     rows: list[classify.Row]
     crops: list[np.ndarray] = field(default_factory=list)  # every digit, in row order
-    boxes: list[list | None] = field(default_factory=list)  # per row (multi), None if unread
+    # per row (multi): its candidate digits (numbers.Candidates), None if unread
+    boxes: list = field(default_factory=list)
     counts: list[int] = field(default_factory=list)  # digits per row
     probabilities: np.ndarray | None = None
     inference_ms: float = 0.0
@@ -340,15 +341,15 @@ class DigitReaderModel(Model):
         for row, count, boxes in zip(job.rows, job.counts, job.boxes, strict=True):
             probabilities = job.probabilities[start:start + count]
             crops = job.crops[start:start + count]
+            # Detections are listed left to right: the extras follow the same order (with
+            # multi, only the candidates chosen as the number's digits).
+            order = list(range(count))
             if count and job.multi:
-                classify.fill_number(row, boxes, probabilities)
+                order = classify.fill_number(row, boxes, probabilities)
             elif count:
                 classify.fill_digit(row, probabilities[0])
             data = row.as_json(job.multi)
             data["inference_ms"] = round(job.inference_ms, 3)
-            # Detections are listed left to right: give the extras in the same order.
-            order = (sorted(range(count), key=lambda k: boxes[k][0]) if job.multi
-                     else list(range(count)))
             if job.preprocessed:
                 urls = [_png_data_url(crops[k]) for k in order]
                 data["preprocessed"] = urls if job.multi else (urls[0] if urls else None)
