@@ -8,8 +8,9 @@
     for digit in reading.digits:
         print(digit.digit, digit.confidence, digit.box)   # box = [x, y, w, h] in the image
 
-It is the same code the commands run: ``classify.py --multi`` (segment -> MNIST format -> one
-batched inference through the runtime backend), with ``classify.py`` 's one-digit reading as
+It is the same code the commands run: ``classify.py --multi`` (segment, every way to split
+touching digits -> MNIST format -> one batched inference through the runtime backend -> the
+split the classifier is surest of), with ``classify.py`` 's one-digit reading as
 :meth:`DigitReader.read_digit`.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedigits import classify, preprocess, runtime, segment
+from edgedigits import classify, numbers, preprocess, runtime
 from edgedigits.errors import UserError
 
 
@@ -60,21 +61,22 @@ class DigitReader:
         self.classifier = runtime.load_classifier(model, backend, device, **options)
 
     def read(self, image: str | os.PathLike | np.ndarray) -> Reading:
-        """All digits in a photo or frame, left to right, each with its box."""
+        """All digits in a photo or frame, left to right, each with its box (touching digits
+        split where the classifier is surest, :mod:`edgedigits.numbers`)."""
         if isinstance(image, (str, os.PathLike)):
-            crops, boxes, error = classify.read_digits(Path(image))
+            crops, candidates, error = classify.read_digits(Path(image))
             if error is not None:
                 if crops is None and error.startswith("no digit"):
                     return Reading([])
                 raise UserError(f"{image}: {error}")
         else:
-            found = segment.find_digits(_as_image(image))
-            crops, boxes = found.digits, [list(map(int, box)) for box in found.boxes]
+            candidates = numbers.find_candidates(_as_image(image))
+            crops = candidates.digits
         if crops is None or not len(crops):
             return Reading([])
-        probabilities = self.classifier.predict(np.asarray(crops))
-        digits = [_digit(p, box) for p, box in zip(probabilities, boxes, strict=True)]
-        return Reading(sorted(digits, key=lambda d: d.box[0]))
+        reading = numbers.choose(candidates, self.classifier.predict(np.asarray(crops)))
+        return Reading([Digit(d["digit"], d["confidence"], d["box"], d["top3"])
+                        for d in reading.detections])
 
     def read_digit(self, image: str | os.PathLike | np.ndarray) -> Digit | None:
         """The whole image as one digit (None when it is blank or too faint)."""
@@ -107,4 +109,4 @@ def _as_image(image: np.ndarray) -> np.ndarray:
 
 def _digit(probabilities: np.ndarray, box: list[int] | None) -> Digit:
     return Digit(int(np.argmax(probabilities)), round(float(probabilities.max()), 4), box,
-                 classify.top_k(probabilities))
+                 numbers.top_k(probabilities))
