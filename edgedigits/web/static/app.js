@@ -422,7 +422,11 @@
     }
   }
 
-  el.file.addEventListener("change", () => readPhoto(el.file.files[0]));
+  el.file.addEventListener("change", () => {
+    const file = el.file.files[0];
+    el.file.value = ""; // choosing the same file again reads it again
+    readPhoto(file);
+  });
   for (const name of ["dragenter", "dragover"]) {
     el.drop.addEventListener(name, (event) => {
       event.preventDefault();
