@@ -225,8 +225,22 @@ def seed(text: str) -> int:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+# The stop signal received, if any. A KeyboardInterrupt raised inside a library's callback
+# (OpenVINO's converter calls Python from C++) can come back wrapped in that library's own
+# error; ``run`` still reports it as the interruption it was.
+_stopped_by: str | None = None
+
+
 def _stop(signum: int, frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    global _stopped_by
+    _stopped_by = signal.Signals(signum).name
+    raise KeyboardInterrupt(_stopped_by)
+
+
+def _interrupted(name: str, how: str | None) -> None:
+    how = f" by {how}" if how else ""
+    print(f"{name}: interrupted{how}, nothing partial was written", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def stop_signals_interrupt() -> None:
@@ -269,13 +283,17 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt as interrupt:
-        how = f" by {interrupt.args[0]}" if interrupt.args else ""
-        print(f"{name}: interrupted{how}, nothing partial was written", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted(name, interrupt.args[0] if interrupt.args else None)
     except OSError as error:
         message = disk_error_message(error)
         if message is None:
+            if _stopped_by:
+                _interrupted(name, _stopped_by)
             raise
         print(f"{name}: error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except Exception:
+        if _stopped_by:  # the interrupt came back wrapped in a library's error
+            _interrupted(name, _stopped_by)
+        raise
     sys.exit(code or 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,17 @@ from edgedigits.data import load_mnist
 ROOT = Path(__file__).resolve().parents[1]
 
 quiet_tensorflow()
+
+
+def with_default_signals() -> None:
+    """``preexec_fn`` for commands a signal test stops: the dispositions a terminal gives.
+
+    A suite run under ``nohup`` or as a background job hands its children SIGHUP or SIGINT
+    ignored, and our commands rightly leave an ignored signal ignored; a test that sends one
+    must start the command as a user's shell would.
+    """
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def run_command(

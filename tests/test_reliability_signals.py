@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_reliability_outputs import snapshot, write_counting_clip
 
-from conftest import ROOT
+from conftest import ROOT, with_default_signals
 from edgedigits import contract
 
 SIGNALS = [signal.SIGTERM, signal.SIGHUP]
@@ -26,6 +26,7 @@ SIGNALS = [signal.SIGTERM, signal.SIGHUP]
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / args[0]), *args[1:]],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=with_default_signals,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_command
+from conftest import ROOT, run_command, with_default_signals
 from edgedigits.training import TrainConfig, train
 
 
@@ -102,6 +102,7 @@ def test_ctrl_c_stops_cleanly_with_130_and_writes_nothing(tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "train/train.py"), "--epochs", "50", "--output", str(output)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=with_default_signals,
     )
     deadline = time.time() + 120
     for line in process.stdout:  # wait until training has really started
