@@ -276,6 +276,7 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
     stop_signals_interrupt()
     try:
         code = main()
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except UserError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
@@ -284,6 +285,11 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt as interrupt:
         _interrupted(name, interrupt.args[0] if interrupt.args else None)
+    except BrokenPipeError:
+        # the reader of our output went away (`| head`): stop quietly, as Python's docs advise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
     except OSError as error:
         message = disk_error_message(error)
         if message is None:

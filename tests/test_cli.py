@@ -8,10 +8,15 @@ word for word the same: they come from one definition in ``edgedigits.cli``.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
+import cv2
+import numpy as np
 import pytest
 
-from conftest import run_command
+from conftest import ROOT, run_command
+from edgedigits.cli import EXIT_FAILED
 
 # The shared flags each command offers (beyond its own).
 COMMANDS = {
@@ -115,3 +120,16 @@ def test_batch_sizes_have_an_upper_bound(tmp_path, script, arguments):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "at most 4096" in lines[0], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(ir_models_dir, tmp_path):
+    """`classify.py ... | head`: the pipe closes before the output is written."""
+    image = tmp_path / "paper.png"
+    cv2.imwrite(str(image), np.full((64, 64), 255, np.uint8))
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "infer/classify.py"), "--model", str(ir_models_dir),
+         "--json", str(image)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert process.returncode == EXIT_FAILED
