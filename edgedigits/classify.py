@@ -8,6 +8,7 @@ digit(s), or why it could not be read.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
@@ -113,27 +114,33 @@ def digit_from(load: Callable[[], decode.DecodedImage],
     return digit, None
 
 
-def read_digits(path: Path) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
-    """One photo of a written number -> (candidate digits (K, 28, 28), the candidates with
-    their boxes in the file's pixels, None), or (None, None, why not)."""
-    return digits_from(lambda: decode.read(path), path)
+def read_digits(path: Path, model_type: str = contract.MODEL_TYPE
+                ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
+    """One photo of a written number -> (what the model reads: candidate digits (K, 28, 28)
+    or, for the number reader, lines; the candidates or lines with their boxes in the file's
+    pixels; None), or (None, None, why not)."""
+    return digits_from(lambda: decode.read(path), path, model_type)
 
 
 def read_digits_bytes(data: bytes, name: str = "image",
-                      max_pixels: int = decode.MAX_IMAGE_PIXELS
+                      max_pixels: int = decode.MAX_IMAGE_PIXELS,
+                      model_type: str = contract.MODEL_TYPE
                       ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
     """:func:`read_digits` for an encoded image in memory."""
-    return digits_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name)
+    return digits_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name,
+                       model_type)
 
 
-def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path
+def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path,
+                model_type: str = contract.MODEL_TYPE
                 ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
-    """``load()`` -> the candidate digits of the number it shows (every way to split its
-    touching digits, :func:`numbers.find_candidates`), boxes in the original image's pixels;
-    :func:`fill_number` picks the split once they are classified."""
+    """``load()`` -> what a ``model_type`` model reads to find the number it shows
+    (:func:`numbers.find_inputs`: every way to split its touching digits, or its lines of
+    ink), boxes in the original image's pixels; :func:`fill_number` reads the number once the
+    model has run."""
     try:
         image = load()
-        found = numbers.find_candidates(image.gray)
+        found = numbers.find_inputs(image.gray, model_type)
     except UserError as error:
         return None, None, _error_text(name, error)
     except cv2.error as error:
@@ -141,8 +148,8 @@ def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path
     if not len(found):
         return None, None, NO_DIGIT
     # Decoding shrinks big photos to a working size: report boxes in the original's own pixels.
-    found.boxes = [tuple(round(value / image.scale) for value in box) for box in found.boxes]
-    return found.digits, found, None
+    found.to_original(image.scale)
+    return found.inputs, found, None
 
 
 def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list:
@@ -164,7 +171,7 @@ def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list
 
 def predict_in_chunks(classifier: runtime.DigitClassifier, images: list[np.ndarray]) -> np.ndarray:
     if not images:
-        return np.zeros((0, runtime.NUM_CLASSES), np.float32)
+        return np.zeros((0, *classifier.output_shape), np.float32)
     batch = np.stack(images)
     return contract.check_probabilities(
         np.concatenate([classifier.predict(batch[start:start + INFERENCE_CHUNK])
@@ -182,9 +189,12 @@ def fill_digit(row: Row, probabilities: np.ndarray) -> Row:
 
 def fill_number(row: Row, candidates: numbers.Candidates, probabilities: np.ndarray) -> list[int]:
     """Put a --multi reading into its row: the split of the candidates the classifier is surest
-    of (a detection per digit, left to right, and the number). Returns the chosen candidates'
-    indices, left to right."""
-    reading = numbers.choose(candidates, probabilities)
+    of, or what the number reader read in the lines (a detection per digit, left to right, and
+    the number). Returns the chosen candidates' indices, left to right (none for lines)."""
+    reading = candidates.choose(probabilities)
+    if not reading.detections:  # the number reader saw ink but no digit in it
+        row.error = NO_DIGIT
+        return []
     row.detections = reading.detections
     row.number = reading.number
     row.confidence = reading.confidence
@@ -206,7 +216,8 @@ def classify_files(classifier: runtime.DigitClassifier, paths: list[Path],
 def classify_multi(classifier: runtime.DigitClassifier, paths: list[Path],
                    quiet: bool) -> list[Row]:
     """One row per path: the number its digits spell left to right, with a box per digit."""
-    prepared = read_all(paths, read_digits, quiet, "segmenting")
+    read = functools.partial(read_digits, model_type=classifier.model_type)
+    prepared = read_all(paths, read, quiet, "segmenting")
     rows = [Row(str(path), error=prepared[i][2]) for i, path in enumerate(paths)]
     crops = [c for crops, _, _ in prepared if crops is not None for c in crops]
     probabilities = predict_in_chunks(classifier, crops)  # one batch for every candidate

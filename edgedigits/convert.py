@@ -86,6 +86,73 @@ METADATA_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class Task:
+    """What conversion checks for one kind of model (``contract.SHAPES``): the data it runs,
+    how a reading is scored and when two readings agree."""
+
+    model_type: str
+    unit: str  # what one input is: "images", "lines"
+    polarity: str
+    output_kind: str
+    test_set: Callable  # mnist -> (uint8 inputs (N, H, W), labels): from MNIST test digits
+    calibration: Callable  # (pool images, pool labels, size) -> uint8 (size, H, W, 1)
+    score: Callable  # (probabilities, labels) -> accuracy
+    agree: Callable  # (reference probabilities, candidate probabilities) -> fraction agreeing
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return contract.SHAPES[self.model_type][0]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return contract.SHAPES[self.model_type][1]
+
+
+def _top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    return float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean())
+
+
+def _decoded(probabilities: np.ndarray) -> list[str]:
+    from edgedigits import sequence
+
+    return [sequence.decode(steps).number for steps in probabilities]
+
+
+def _line_test_set(mnist) -> tuple[np.ndarray, list[str]]:
+    from edgedigits.sequence_training import render_lines
+
+    return render_lines(mnist.x_test, mnist.y_test, PARITY_IMAGES, seed=CALIBRATION_SEED,
+                        log=lambda _: None)
+
+
+def _line_calibration(x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.ndarray:
+    from edgedigits.sequence_training import render_lines
+
+    return render_lines(x_pool, y_pool, size, seed=CALIBRATION_SEED + 1,
+                        log=lambda _: None)[0][..., None]
+
+
+TASKS = {
+    contract.MODEL_TYPE: Task(
+        contract.MODEL_TYPE, "images", "white digit on black background (MNIST)",
+        "softmax probabilities over the digits 0-9",
+        test_set=lambda mnist: (mnist.x_test, mnist.y_test),
+        calibration=lambda x_pool, y_pool, size: choose_calibration_images(x_pool, size),
+        score=lambda probabilities, labels: float((probabilities.argmax(1) == labels).mean()),
+        agree=_top1_agreement),
+    contract.NUMBER_READER: Task(
+        contract.NUMBER_READER, "lines",
+        "one line of digits, white on black, 24 of the 32 rows high, left-aligned",
+        "per step (4 columns) softmax over the digits 0-9 and the CTC blank (class 10)",
+        test_set=_line_test_set, calibration=_line_calibration,
+        score=lambda probabilities, texts: float(np.mean(
+            [a == b for a, b in zip(_decoded(probabilities), texts, strict=True)])),
+        agree=lambda reference, candidate: float(np.mean(
+            [a == b for a, b in zip(_decoded(reference), _decoded(candidate), strict=True)]))),
+}
+
+
 class ParityError(Exception):
     """The FP32 IR does not reproduce the source model: a conversion bug, not a user mistake."""
 
@@ -117,6 +184,7 @@ class SourceModel:
     test_accuracy: float | None
     predict: Callable[[np.ndarray], np.ndarray]
     to_openvino: Callable[[], ov.Model]
+    model_type: str = contract.MODEL_TYPE
 
 
 @dataclass
@@ -217,7 +285,9 @@ def read_source_metrics(path: Path) -> dict:
 
 
 def _load_keras_source(path: Path) -> SourceModel:
-    model = load_keras_classifier(path)
+    model = load_keras_classifier(path, accept=contract.MODEL_TYPES)
+    model_type = contract.model_type_for(model.inputs[0].shape, model.outputs[0].shape)
+    input_shape = contract.SHAPES[model_type][0]
     metrics = read_source_metrics(path)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -225,12 +295,12 @@ def _load_keras_source(path: Path) -> SourceModel:
 
     def to_openvino() -> ov.Model:
         # A Keras 3 model has to be told its input shape to be traced; the batch stays dynamic.
-        return ov.convert_model(model, input=[-1, *IMAGE_SHAPE], share_weights=False)
+        return ov.convert_model(model, input=[-1, *input_shape], share_weights=False)
 
     return SourceModel(
         path=path, format="keras", arch=str(metrics.get("arch") or model.name),
-        test_accuracy=_as_float(metrics.get("test_accuracy")), predict=predict,
-        to_openvino=to_openvino,
+        test_accuracy=_as_float(metrics.get("test_accuracy", metrics.get("test_line_accuracy"))),
+        predict=predict, to_openvino=to_openvino, model_type=model_type,
     )
 
 
@@ -253,7 +323,8 @@ def _load_saved_model_source(path: Path) -> SourceModel:
         raise UserError(f"{path}: expected a serving signature with one input and one output")
     (input_name, input_spec), = input_specs.items()
     (output_name, output_spec), = output_specs.items()
-    check_signature(input_spec.shape.as_list(), output_spec.shape.as_list(), str(path))
+    model_type = check_signature(input_spec.shape.as_list(), output_spec.shape.as_list(),
+                                 str(path), contract.MODEL_TYPES)
     metrics = read_source_metrics(path)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -270,7 +341,7 @@ def _load_saved_model_source(path: Path) -> SourceModel:
     return SourceModel(
         path=path, format="saved_model", arch=str(metrics.get("arch") or "unknown"),
         test_accuracy=_as_float(metrics.get("test_accuracy")), predict=predict,
-        to_openvino=to_openvino,
+        to_openvino=to_openvino, model_type=model_type,
     )
 
 
@@ -315,9 +386,10 @@ def build_float_ir(source: SourceModel) -> ov.Model:
     return add_uint8_input(model)
 
 
-def set_static_batch(model: ov.Model, batch: int | None) -> ov.Model:
+def set_static_batch(model: ov.Model, batch: int | None,
+                     input_shape: tuple[int, ...] = IMAGE_SHAPE) -> ov.Model:
     if batch is not None:
-        model.reshape({contract.IR_INPUT_NAME: ov.PartialShape([batch, *IMAGE_SHAPE])})
+        model.reshape({contract.IR_INPUT_NAME: ov.PartialShape([batch, *input_shape])})
     return model
 
 
@@ -325,19 +397,20 @@ def metadata_for(source: SourceModel, variant: str, options: ConversionOptions,
                  quantization: str = "") -> dict:
     batch = str(options.batch) if options.batch else "dynamic"
     n = batch if options.batch else "?"
+    task = TASKS[source.model_type]
     return {
-        "model_type": contract.MODEL_TYPE,
+        "model_type": source.model_type,
         # Space-separated, as OpenVINO serializes lists (and as Model API's model_info/labels).
         "labels": " ".join(contract.LABELS),
         "input_name": contract.IR_INPUT_NAME,
         "input_element_type": "u8",
-        "input_shape": f"[{n},28,28,1]",
+        "input_shape": "[" + ",".join([n, *map(str, task.input_shape)]) + "]",
         "input_layout": "NHWC",
         "input_range": "0-255 raw pixels; divided by 255 inside the graph",
-        "input_polarity": "white digit on black background (MNIST)",
+        "input_polarity": task.polarity,
         "output_name": contract.IR_OUTPUT_NAME,
-        "output_shape": f"[{n},10]",
-        "output_kind": "softmax probabilities over the digits 0-9",
+        "output_shape": "[" + ",".join([n, *map(str, task.output_shape)]) + "]",
+        "output_kind": task.output_kind,
         "source_arch": source.arch,
         "source_test_accuracy": (
             "" if source.test_accuracy is None else f"{source.test_accuracy:.6f}"
@@ -460,12 +533,14 @@ class Parity:
         return self.agreement >= PARITY_MIN_AGREEMENT and self.max_abs_diff <= PARITY_MAX_ABS_DIFF
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
-    """Top-1 agreement and the largest absolute difference of two [n, 10] probability arrays."""
+def compare(reference: np.ndarray, candidate: np.ndarray,
+            agree: Callable[[np.ndarray, np.ndarray], float] = _top1_agreement) -> Parity:
+    """Agreement (top-1 for [n, 10] probability arrays; ``agree`` says for other models) and
+    the largest absolute difference of two probability arrays."""
     if reference.shape != candidate.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
-    agreement = float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean())
-    return Parity(len(reference), agreement, float(np.abs(reference - candidate).max()))
+    return Parity(len(reference), agree(reference, candidate),
+                  float(np.abs(reference - candidate).max()))
 
 
 def check_parity(parity: Parity, what: str = "FP32 IR") -> None:
@@ -481,7 +556,7 @@ def check_parity(parity: Parity, what: str = "FP32 IR") -> None:
 
 
 def check_probabilities(reference: np.ndarray, path: Path) -> None:
-    sums = reference.sum(axis=1)
+    sums = reference.sum(axis=-1)
     if not np.all(np.abs(sums - 1.0) < 1e-3) or reference.min() < 0:
         raise UserError(
             f"{path}: the model's outputs are not probabilities (rows sum to "
@@ -530,7 +605,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         )
 
     mnist = load_data(options)
-    x_pool, _, x_val, y_val = calibration_pool(mnist)
+    x_pool, y_pool, x_val, y_val = calibration_pool(mnist)
     if options.int8:
         check_calibration_size(options.calibration_size, len(x_pool))
     log(f"data: {mnist.source}")
@@ -540,7 +615,12 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
     log(f"source: {input_path} ({source.format}, arch {source.arch})")
 
     # Reference outputs of the source model, on float images in [0, 1] exactly as in training.
-    parity_images = mnist.x_test[:PARITY_IMAGES]
+    task = TASKS[source.model_type]
+    if options.max_drop is not None and task.model_type != contract.MODEL_TYPE:
+        raise UserError(f"--max-drop is for digit classifiers; {input_path} is a "
+                        f"{contract.DESCRIPTIONS[task.model_type]}")
+    test_inputs, test_labels = task.test_set(mnist)
+    parity_images = test_inputs[:PARITY_IMAGES]
     reference = source.predict(parity_images[..., None].astype(np.float32) / 255.0)
     check_probabilities(reference, input_path)
 
@@ -553,12 +633,15 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         },
         settings={
             "variants": options.variants, "batch": options.batch or "dynamic",
-            "input": f"{contract.IR_INPUT_NAME}: u8 [N,28,28,1], raw pixels, /255 in the graph",
-            "output": f"{contract.IR_OUTPUT_NAME}: f32 [N,10] softmax",
+            "model_type": task.model_type,
+            "input": f"{contract.IR_INPUT_NAME}: u8 [N,{','.join(map(str, task.input_shape))}], "
+                     "raw pixels, /255 in the graph",
+            "output": f"{contract.IR_OUTPUT_NAME}: f32 [N,{','.join(map(str, task.output_shape))}]"
+                      " softmax",
             "calibration_size": options.calibration_size if options.int8 else None,
             "max_drop": options.max_drop,
             "parity_images": PARITY_IMAGES,
-            "accuracy_images": len(mnist.x_test),
+            "accuracy_images": len(test_inputs),
             "evaluation_precision": "f32 (INFERENCE_PRECISION_HINT=f32)",
             "data": mnist.source,
         },
@@ -582,12 +665,13 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             model = build_float_ir(source)
             quantization = ""
             if variant == "int8":
-                calibration_images = choose_calibration_images(x_pool, options.calibration_size)
-                log(f"int8: calibrating on {len(calibration_images)} MNIST training images")
+                calibration_images = task.calibration(x_pool, y_pool, options.calibration_size)
+                log(f"int8: calibrating on {len(calibration_images)} {task.unit} of MNIST "
+                    "training digits")
                 model, quantization = quantize_int8(
                     model, calibration_images, (x_val, y_val), options.max_drop, options.verbose
                 )
-            set_static_batch(model, options.batch)
+            set_static_batch(model, options.batch, task.input_shape)
             write_metadata(model, metadata_for(source, variant, options, quantization))
             staged.mkdir()
             xml_path = staged / contract.IR_FILE
@@ -598,8 +682,9 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
 
             # Verify the files just written, not the in-memory model, the way inference loads
             # them (the runtime's OpenVINO backend checks the IR contract too), in true f32.
-            written = OpenVINOClassifier(xml_path, "CPU", inference_precision="f32", core=core)
-            parity = compare(reference, written.predict(parity_images))
+            written = OpenVINOClassifier(xml_path, "CPU", inference_precision="f32", core=core,
+                                         accept=(task.model_type,))
+            parity = compare(reference, written.predict(parity_images), task.agree)
             if variant == "fp32":
                 check_parity(parity)
                 report.parity = {
@@ -608,7 +693,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
                     "min_agreement": PARITY_MIN_AGREEMENT, "max_allowed_diff": PARITY_MAX_ABS_DIFF,
                     "precision": "f32", "ok": parity.ok,
                 }
-            accuracy = float((written.predict(mnist.x_test).argmax(1) == mnist.y_test).mean())
+            accuracy = task.score(written.predict(test_inputs), test_labels)
             written.close()
             result = VariantResult(
                 variant=variant,
@@ -643,7 +728,8 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         report.files += [str(xml), str(xml.with_suffix(".bin"))]
     report.files += [str(output_dir / "report.json"), str(output_dir / "report.md")]
     # The OVMS model repository beside the IR folder gets this run's best variant as a new version.
-    report.files += publish_best(output_dir, [result.variant for result in report.variants])
+    if task.model_type == contract.MODEL_TYPE:
+        report.files += publish_best(output_dir, [result.variant for result in report.variants])
     return report
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edgedigits import preprocess, segment
+from edgedigits import contract, preprocess, segment
 from edgedigits.segment import Box
 
 # A digit is at least this fraction of its group's height wide (a '1'), at most this much.
@@ -71,6 +71,18 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    @property
+    def inputs(self) -> np.ndarray:
+        """What the model reads: the candidate digits (M, 28, 28)."""
+        return self.digits
+
+    def to_original(self, scale: float) -> None:
+        """Boxes in the pixels of an image ``scale`` times larger than the one read."""
+        self.boxes = [tuple(round(value / scale) for value in box) for box in self.boxes]
+
+    def choose(self, probabilities: np.ndarray) -> NumberReading:
+        return choose(self, probabilities)
+
 
 @dataclass
 class NumberReading:
@@ -84,6 +96,20 @@ class NumberReading:
     @property
     def confidence(self) -> float | None:
         return min((d["confidence"] for d in self.detections), default=None)
+
+
+def find_inputs(image: np.ndarray, model_type: str = contract.MODEL_TYPE,
+                dark_ink: bool | None = None, max_digits: int | None = None,
+                detect_side: int | None = None, max_candidates: int | None = None):
+    """What a model of ``model_type`` reads to find the number in ``image``: the candidate
+    digits of every split (:func:`find_candidates`, a digit classifier) or the lines of ink
+    (:func:`sequence.find`, the number reader). Either has ``inputs`` for one batched
+    inference, ``boxes``, ``to_original`` and ``choose(probabilities) -> NumberReading``."""
+    if model_type == contract.NUMBER_READER:
+        from edgedigits import sequence
+
+        return sequence.find(image, dark_ink, detect_side, max_lines=max_digits)
+    return find_candidates(image, dark_ink, max_digits, detect_side, max_candidates)
 
 
 def find_candidates(image: np.ndarray, dark_ink: bool | None = None,
@@ -199,12 +225,12 @@ def read_number(image: np.ndarray, classifier, dark_ink: bool | None = None,
                 detect_side: int | None = None) -> NumberReading:
     """Read the number written in ``image`` (gray, BGR, BGRA: any array
     :func:`preprocess.to_grayscale` accepts) with ``classifier`` (any
-    :class:`edgedigits.runtime.DigitClassifier`): one batched inference for all candidates.
+    :class:`edgedigits.runtime.DigitClassifier`, or the number reader): one batched inference.
     Boxes are in ``image``'s pixels. No digit found: no detections and an empty number."""
-    candidates = find_candidates(image, dark_ink, detect_side=detect_side)
-    if not len(candidates):
+    found = find_inputs(image, classifier.model_type, dark_ink, detect_side=detect_side)
+    if not len(found):
         return NumberReading([], "")
-    return choose(candidates, classifier.predict(candidates.digits))
+    return found.choose(classifier.predict(found.inputs))
 
 
 def _without_fragments(part: np.ndarray) -> np.ndarray:

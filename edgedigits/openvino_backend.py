@@ -31,9 +31,7 @@ from edgedigits import contract
 from edgedigits.errors import UserError, first_line
 from edgedigits.runtime import (
     HINTS,
-    IMAGE_SIZE,
     MAX_BATCH,
-    NUM_CLASSES,
     PRECISIONS,
     AsyncCallback,
     AsyncResult,
@@ -72,7 +70,8 @@ class OpenVINOClassifier(DigitClassifier):
 
     def __init__(self, model_path: str | Path, device: str = "CPU", *, hint: str = "latency",
                  inference_precision: str | None = None, threads: int | None = None,
-                 async_jobs: int | None = None, core: ov.Core | None = None) -> None:
+                 async_jobs: int | None = None, core: ov.Core | None = None,
+                 accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> None:
         self.model_path = Path(model_path)
         self._core = core or ov.Core()
         self.device = check_device(self._core, device)
@@ -87,7 +86,9 @@ class OpenVINOClassifier(DigitClassifier):
         self._async_jobs = async_jobs
 
         self._model = _read_ir(self._core, self.model_path)
-        self.labels = contract.check_ir(self._model, self.model_path)
+        self.labels = contract.check_ir(self._model, self.model_path, accept)
+        self.model_type = contract.ir_model_type(self._model)
+        self.input_shape, self.output_shape = contract.SHAPES[self.model_type]
         self.variant = contract.ir_variant(self._model, self.model_path)
 
         # Every batch runs on a static-shape model: batch sizes are rounded up to a power of
@@ -133,7 +134,7 @@ class OpenVINOClassifier(DigitClassifier):
             batch = self._batches.get(size)
             if batch is None:
                 model = self._model.clone()
-                model.reshape({model.input(0): ov.PartialShape([size, IMAGE_SIZE, IMAGE_SIZE, 1])})
+                model.reshape({model.input(0): ov.PartialShape([size, *self.input_shape])})
                 # One image is too little work to split: a second thread only adds start-up cost.
                 threads = self.threads or (1 if size == 1 and self.hint == "latency" else None)
                 try:
@@ -148,14 +149,14 @@ class OpenVINOClassifier(DigitClassifier):
     # -- inference -------------------------------------------------------------------------
 
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        images = as_batch(images)
+        images = as_batch(images, self.input_shape)
         count = len(images)
         limit = min(batch_size or MAX_BATCH, MAX_BATCH)
         if count > limit:
             return np.concatenate([self.predict(images[start:start + limit])
                                    for start in range(0, count, limit)])
         if count == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            return np.zeros((0, *self.output_shape), np.float32)
         batch = self._batch(_bucket(count))
         batch.input[:count] = images  # the bound input tensor: no per-call tensor or dispatch
         batch.run()
@@ -175,7 +176,7 @@ class OpenVINOClassifier(DigitClassifier):
 
     def predict_async(self, images: np.ndarray, callback: AsyncCallback,
                       userdata: Any = None) -> None:
-        images = as_batch(images)
+        images = as_batch(images, self.input_shape)
         count = len(images)
         if count == 0 or count > MAX_BATCH:
             # Nothing to queue, or more than one request holds: answer synchronously.
@@ -183,7 +184,7 @@ class OpenVINOClassifier(DigitClassifier):
             return
         size = _bucket(count)
         queue = self._queue(size)
-        padded = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+        padded = np.zeros((size, *self.input_shape), np.uint8)
         padded[:count] = images  # a copy: the caller may reuse its array while we infer
         # Blocks only while every request of this queue is busy; userdata keeps `padded` alive.
         queue.start_async({0: ov.Tensor(padded, shared_memory=True)},
@@ -191,7 +192,7 @@ class OpenVINOClassifier(DigitClassifier):
 
     def warmup(self, batch_sizes: tuple[int, ...] = (1,), use_async: bool = False) -> None:
         for size in sorted({_bucket(min(max(n, 1), MAX_BATCH)) for n in batch_sizes}):
-            blank = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+            blank = np.zeros((size, *self.input_shape), np.uint8)
             self.predict(blank)
             if use_async:  # every request of the queue runs once
                 queue = self._queue(size)

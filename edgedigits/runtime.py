@@ -72,28 +72,31 @@ class AsyncResult:
 AsyncCallback = Callable[[AsyncResult], None]
 
 
-def as_batch(images: np.ndarray) -> np.ndarray:
-    """Check a batch of MNIST-format images and return it as contiguous uint8 (N, 28, 28, 1)."""
+def as_batch(images: np.ndarray, shape: tuple[int, ...] = contract.IMAGE_SHAPE) -> np.ndarray:
+    """Check a batch of MNIST-format images (or of another model's ``shape``, (H, W, 1)) and
+    return it as contiguous uint8 (N, H, W, 1)."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.shape[1:] != contract.IMAGE_SHAPE:
-        raise ValueError(f"expected uint8 images shaped (N, 28, 28) or (N, 28, 28, 1), "
-                         f"got {images.shape}")
+    if images.ndim != 4 or images.shape[1:] != shape:
+        height, width, _ = shape
+        raise ValueError(f"expected uint8 images shaped (N, {height}, {width}) or "
+                         f"(N, {height}, {width}, 1), got {images.shape}")
     if images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images (raw 0-255 pixels), got {images.dtype}")
     return np.ascontiguousarray(images)
 
 
 def in_batches(images: np.ndarray, batch_size: int | None,
-               run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+               run: Callable[[np.ndarray], np.ndarray],
+               output_shape: tuple[int, ...] = (NUM_CLASSES,)) -> np.ndarray:
     """``run`` over ``images`` (already :func:`as_batch`) at most ``batch_size`` at a time.
 
     ``run`` may return a view of a buffer it reuses: every answer is copied out.
     """
     size = min(batch_size or MAX_BATCH, MAX_BATCH)
     if len(images) == 0:
-        return np.zeros((0, NUM_CLASSES), np.float32)
+        return np.zeros((0, *output_shape), np.float32)
     if len(images) <= size:
         return np.array(run(images), dtype=np.float32)
     return np.concatenate([run(images[start:start + size])
@@ -125,6 +128,10 @@ class DigitClassifier(abc.ABC):
     model_path: Path
     labels: tuple[str, ...] = contract.LABELS
     details: dict
+    # What the model is (contract.SHAPES): a digit classifier unless the backend says otherwise.
+    model_type: str = contract.MODEL_TYPE
+    input_shape: tuple[int, ...] = contract.IMAGE_SHAPE
+    output_shape: tuple[int, ...] = (NUM_CLASSES,)
 
     @abc.abstractmethod
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
@@ -133,7 +140,7 @@ class DigitClassifier(abc.ABC):
     def predict_async(self, images: np.ndarray, callback: AsyncCallback,
                       userdata: Any = None) -> None:
         # Default: one worker thread running predict; OpenVINO overrides with AsyncInferQueue.
-        batch = as_batch(images).copy()
+        batch = as_batch(images, self.input_shape).copy()
         if getattr(self, "_executor", None) is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
             self._futures: list = []
@@ -154,8 +161,8 @@ class DigitClassifier(abc.ABC):
         """
         single = getattr(self, "_single_buffers", None)
         if single is None:
-            single = self._single_buffers = (np.zeros((1, *contract.IMAGE_SHAPE), np.uint8),
-                                             np.zeros((1, NUM_CLASSES), np.float32))
+            single = self._single_buffers = (np.zeros((1, *self.input_shape), np.uint8),
+                                             np.zeros((1, *self.output_shape), np.float32))
         return single
 
     def infer_single(self) -> None:
@@ -168,7 +175,7 @@ class DigitClassifier(abc.ABC):
         Backends with a choice of compiled forms make it here, per batch size.
         """
         for size in batch_sizes:
-            blank = np.zeros((size, *contract.IMAGE_SHAPE), np.uint8)
+            blank = np.zeros((size, *self.input_shape), np.uint8)
             self.predict(blank)
             if use_async:
                 self.predict_async(blank, lambda result: None)
@@ -345,16 +352,32 @@ def find_model(model: str | Path | None = None, backend: str = "openvino",
                     "first, or pass --model")
 
 
+def default_number_reader(backend: str = "openvino") -> Path | None:
+    """The number reader under ``models/number-reader/`` if one was trained (and, for
+    OpenVINO, converted); None otherwise."""
+    folder = contract.default_models_dir() / contract.NUMBER_READER_DIR
+    try:
+        return find_model(folder, backend)
+    except UserError:
+        return None
+
+
 def load_classifier(model: str | Path | None = None, backend: str = "openvino",
                     device: str = "CPU", *, variant: str | None = None, hint: str = "latency",
                     inference_precision: str | None = None, threads: int | None = None,
                     async_jobs: int | None = None, verbose: bool = False,
+                    accept: tuple[str, ...] = (contract.MODEL_TYPE,),
                     **backend_options: Any) -> DigitClassifier:
     """Load a digit classifier: a model file, a folder to search, or (None) the default one.
 
+    ``accept``: the kinds of model (contract.MODEL_TYPES) the caller can use. With the number
+    reader among them and no ``model``, the trained number reader
+    (``models/number-reader/``) comes first when there is one.
     Options a backend does not take are left out (``hint`` means nothing to TensorFlow).
     """
     entry = get_backend(backend)
+    if model is None and contract.NUMBER_READER in accept:
+        model = default_number_reader(entry.name)
     if entry.model_suffixes:
         path = find_model(model, entry.name, variant)
         if path.suffix.lower() not in entry.model_suffixes:
@@ -371,10 +394,13 @@ def load_classifier(model: str | Path | None = None, backend: str = "openvino",
                             "(or --server URL)")
         path = model
     options = dict(hint=hint, inference_precision=inference_precision, threads=threads,
-                   async_jobs=async_jobs, verbose=verbose, **backend_options)
+                   async_jobs=async_jobs, verbose=verbose, accept=accept, **backend_options)
     try:
         cls = entry.load()
         accepted = inspect.signature(cls.__init__).parameters
+        if "accept" not in accepted and contract.MODEL_TYPE not in accept:
+            raise UserError(f"the {entry.name} backend runs digit classifiers only; "
+                            "use --backend openvino or tf")
         options = {key: value for key, value in options.items()
                    if key in accepted and value is not None}
         if not entry.model_suffixes:

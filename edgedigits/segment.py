@@ -69,6 +69,7 @@ class InkGroups:
     ink: np.ndarray  # uint8 0/255, the undilated ink, analysis scale
     groups: list[tuple[np.ndarray, Box]]  # (this group's own ink, cropped to box; box)
     scale: float  # input pixels per analysis pixel
+    dark_ink: bool = True  # the polarity the ink was found with
 
     def to_input(self, box: Box) -> Box:
         return _rescale(box, self.scale)
@@ -149,7 +150,7 @@ def find_ink_groups(image: np.ndarray, dark_ink: bool | None = None,
         cv2.drawContours(own, [contours[i] for i in members], -1, 255, cv2.FILLED,
                          offset=(-x, -y))
         cropped.append((cv2.bitwise_and(own, ink[y : y + h, x : x + w]), (x, y, w, h)))
-    return InkGroups(ink, cropped, scale)
+    return InkGroups(ink, cropped, scale, dark_ink)
 
 
 def _empty() -> Segmentation:

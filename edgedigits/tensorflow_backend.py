@@ -25,7 +25,7 @@ import numpy as np
 from edgedigits import contract
 from edgedigits.cli import import_tensorflow
 from edgedigits.errors import UserError, first_line
-from edgedigits.runtime import MAX_BATCH, NUM_CLASSES, DigitClassifier, as_batch, in_batches
+from edgedigits.runtime import MAX_BATCH, DigitClassifier, as_batch, in_batches
 
 _PRECISION_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
@@ -48,8 +48,10 @@ def check_keras_archive(path: Path) -> None:
         raise UserError(f"{path}: not a loadable Keras model: no config.json in the archive")
 
 
-def load_keras_classifier(path: str | Path, verbose: bool = False):
-    """The one safe Keras loader: a .keras file that is a 28x28 digit classifier, or UserError.
+def load_keras_classifier(path: str | Path, verbose: bool = False,
+                          accept: tuple[str, ...] = (contract.MODEL_TYPE,)):
+    """The one safe Keras loader: a .keras file that is a 28x28 digit classifier (or another
+    kind of model in ``accept``: contract.SHAPES), or UserError.
 
     ``safe_mode=True``: a model file must not be able to run arbitrary code (Lambda layers).
     """
@@ -77,7 +79,7 @@ def load_keras_classifier(path: str | Path, verbose: bool = False):
     if len(inputs) != 1 or len(outputs) != 1:
         raise UserError(f"{path}: expected one input and one output, got {len(inputs)} and "
                         f"{len(outputs)}")
-    contract.check_signature(inputs[0].shape, outputs[0].shape, str(path))
+    contract.check_signature(inputs[0].shape, outputs[0].shape, str(path), accept)
     return model
 
 
@@ -106,11 +108,15 @@ class _KerasBackend(DigitClassifier):
     variant = "keras"
 
     def __init__(self, model_path: str | Path, device: str = "CPU", *,
-                 threads: int | None = None, verbose: bool = False) -> None:
+                 threads: int | None = None, verbose: bool = False,
+                 accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> None:
         self.model_path = Path(model_path)
         self._tf = _start_tensorflow(threads, verbose)
         self.device, self._placement = _check_device(self._tf, device)
-        self._model = load_keras_classifier(self.model_path, verbose)
+        self._model = load_keras_classifier(self.model_path, verbose, accept)
+        self.model_type = contract.model_type_for(self._model.inputs[0].shape,
+                                                  self._model.outputs[0].shape)
+        self.input_shape, self.output_shape = contract.SHAPES[self.model_type]
         compute = getattr(getattr(self._model, "dtype_policy", None), "compute_dtype", "float32")
         self.precision = _PRECISION_NAMES.get(compute, compute)
         self.details = {}
@@ -131,15 +137,15 @@ class TensorFlowClassifier(_KerasBackend):
 
     def __init__(self, model_path: str | Path, device: str = "CPU", *,
                  threads: int | None = None, jit_compile: bool | str = False,
-                 verbose: bool = False) -> None:
-        super().__init__(model_path, device, threads=threads, verbose=verbose)
+                 verbose: bool = False, accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> None:
+        super().__init__(model_path, device, threads=threads, verbose=verbose, accept=accept)
         tf, model = self._tf, self._model
 
         def scaled(images):
             # The /255 the IR does in its graph; the model itself expects [0, 1] floats.
             return model(tf.cast(images, tf.float32) / 255.0, training=False)
 
-        spec = tf.TensorSpec((None, *contract.IMAGE_SHAPE), tf.uint8)
+        spec = tf.TensorSpec((None, *self.input_shape), tf.uint8)
         choices = (True, False) if jit_compile == "auto" else (bool(jit_compile),)
         self._auto = jit_compile == "auto"
         with self._placed():
@@ -158,7 +164,8 @@ class TensorFlowClassifier(_KerasBackend):
             return function(self._tf.constant(batch)).numpy()
 
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        return in_batches(as_batch(images), batch_size, self._run)
+        return in_batches(as_batch(images, self.input_shape), batch_size, self._run,
+                          self.output_shape)
 
     def infer_single(self) -> None:
         image, output = self.bind_single()
@@ -174,7 +181,7 @@ class TensorFlowClassifier(_KerasBackend):
     def _choose(self, size: int) -> None:
         """Time this batch size with and without XLA; keep the faster for it."""
         calls = max(3, 2048 // size) if size > 1 else 50
-        tensor = self._tf.constant(np.zeros((size, *contract.IMAGE_SHAPE), np.uint8))
+        tensor = self._tf.constant(np.zeros((size, *self.input_shape), np.uint8))
         timings = {}
         with self._placed():
             for xla, function in self._functions.items():
@@ -195,9 +202,9 @@ class KerasPredictClassifier(_KerasBackend):
     backend = "keras-predict"
 
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        batch = as_batch(images)
+        batch = as_batch(images, self.input_shape)
         if len(batch) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            return np.zeros((0, *self.output_shape), np.float32)
         floats = batch.astype(np.float32) / np.float32(255.0)
         size = min(batch_size or MAX_BATCH, len(batch))
         with self._placed():

@@ -231,11 +231,12 @@ class Pipeline:
             boxes, digits = ([box], digit[None]) if digit is not None else ([], None)
             candidates = None
         else:
-            # every candidate digit of every way to split touching digits; numbers.choose
-            # picks the split once the classifier has read them (see detections())
-            candidates = numbers.find_candidates(frame, max_digits=self.max_digits,
-                                                 max_candidates=candidate_limit(self.max_digits))
-            boxes, digits = candidates.boxes, candidates.digits
+            # every candidate digit of every way to split touching digits (numbers.choose picks
+            # the split once the classifier has read them), or the number reader's lines
+            candidates = numbers.find_inputs(frame, self.classifiers[0].model_type,
+                                             max_digits=self.max_digits,
+                                             max_candidates=candidate_limit(self.max_digits))
+            boxes, digits = candidates.boxes, candidates.inputs
         job = FrameJob(sequence, index, time_ms, frame, boxes, digits, candidates=candidates)
         if not boxes:
             self._finished.put(job)
@@ -317,6 +318,8 @@ def detections(job: FrameJob, names: list[str]) -> list[dict]:
     for name, probabilities in job.probabilities.items():
         contract.check_probabilities(probabilities, name)
     primary = job.probabilities.get(names[0])
+    if job.candidates is not None and not isinstance(job.candidates, numbers.Candidates):
+        return _line_detections(job, names)
     if job.candidates is None:
         chosen = list(enumerate(job.boxes))
     else:  # the split of touching digits the first classifier is surest of
@@ -330,6 +333,24 @@ def detections(job: FrameJob, names: list[str]) -> list[dict]:
         for other in names[1:]:
             q = job.probabilities[other][k]
             item[other] = {"digit": int(np.argmax(q)), "confidence": round(float(q.max()), 4)}
+        found.append(item)
+    return found
+
+
+def _line_detections(job: FrameJob, names: list[str]) -> list[dict]:
+    """:func:`detections` for the number reader: each backend's reading of the lines, digit by
+    digit (a backend that read another number of digits disagrees on every digit)."""
+    readings = {name: job.candidates.choose(job.probabilities[name]).detections
+                for name in names}
+    primary = readings[names[0]]
+    found = []
+    for index, digit in enumerate(primary):
+        item = {key: digit[key] for key in ("box", "digit", "confidence")}
+        for other in names[1:]:
+            theirs = readings[other]
+            item[other] = ({"digit": theirs[index]["digit"],
+                            "confidence": theirs[index]["confidence"]}
+                           if len(theirs) == len(primary) else {"digit": -1, "confidence": 0.0})
         found.append(item)
     return found
 
@@ -620,10 +641,14 @@ def run_source(args, source: str, outputs: Outputs, roi: float | None = None,
     """What ``webcam.py`` runs once its flags are checked: load the classifier from the runtime
     flags in ``args`` (and TensorFlow's ``tf_model`` beside it), warm both up for every batch
     a frame can produce, open ``source``, run the pipeline. The benchmark calls this too."""
-    classifiers = [runtime.load_from_args(args)]
+    # finding digits anywhere reads whole numbers: the number reader is welcome there
+    accept = (contract.MODEL_TYPE,) if roi is not None else (contract.MODEL_TYPE,
+                                                             contract.NUMBER_READER)
+    classifiers = [runtime.load_from_args(args, accept=accept)]
     if tf_model is not None:
         classifiers.append(runtime.load_classifier(tf_model, "tensorflow", threads=args.threads,
-                                                   verbose=args.verbose))
+                                                   verbose=args.verbose,
+                                                   accept=(classifiers[0].model_type,)))
     warm_up(classifiers, roi is not None, max_digits, verbose=args.verbose)
     # opened after the models, as a replayed file's clock starts when it opens
     capture = Capture(str(source), realtime=realtime)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgedigits import classify, evaluate, runtime
+from edgedigits import classify, contract, evaluate, runtime
 from edgedigits.cli import ArgumentParser, run
 from edgedigits.errors import UserError
 from edgedigits.files import ensure_writable_dir
@@ -65,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--output is for --eval (where to write confusion_matrix.png)")
     output = ensure_writable_dir(args.output) if args.output else None
 
-    # 2. Load the classifier
-    classifier = runtime.load_from_args(args)
+    # 2. Load the model: a digit classifier, or for whole numbers (--multi, a numbers set) the
+    #    number reader when --model names one or models/number-reader/ holds one
+    reads_numbers = args.multi or (args.eval and evaluate.is_number_folder(args.eval))
+    accept = ((contract.MODEL_TYPE, contract.NUMBER_READER) if reads_numbers
+              else (contract.MODEL_TYPE,))
+    classifier = runtime.load_from_args(args, accept=accept)
     if args.verbose:
         print(f"model: {classifier.describe()}", file=sys.stderr)
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
     python train/train.py                       # the tutorial's network, 5 epochs
     python train/train.py --arch robust         # the recommended model for real handwriting
+    python train/train.py --arch number-reader  # whole written numbers -> models/number-reader/
     python train/train.py --data-dir ../shared/data/mnist --output models/run2
 
 Writes model.keras, saved_model/, metrics.json, history.csv, training_curves.png and
@@ -26,12 +27,19 @@ from edgedigits.report import (
     plot_training_curves,
     write_history_csv,
 )
+from edgedigits.sequence_training import ARCH as NUMBER_READER
+from edgedigits.sequence_training import NumberReaderConfig
 
 
 def parse_args(argv):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="tutorial",
-                        help=f"architecture: {', '.join(ARCHITECTURES)} (default: tutorial)")
+                        help=f"architecture: {', '.join(ARCHITECTURES)}, or {NUMBER_READER} "
+                             "(reads whole numbers; trained on lines written with MNIST "
+                             "training digits) (default: tutorial)")
+    parser.add_argument("--lines", type=cli.positive_int,
+                        help=f"{NUMBER_READER}: training lines to render (default: "
+                             f"{NumberReaderConfig.lines:,})")
     parser.add_argument("--epochs", type=cli.positive_int, help="default: the recipe's")
     cli.add_batch_size_argument(parser, "images per training step (default: the recipe's, 128)")
     parser.add_argument("--learning-rate", type=cli.positive_float,
@@ -62,6 +70,10 @@ def main(argv=None) -> int:
 
 
 def _main(args, stack: contextlib.ExitStack) -> int:
+    if args.arch == NUMBER_READER:
+        return _train_number_reader(args, stack)
+    if args.lines:
+        raise UserError(f"--lines is for --arch {NUMBER_READER}")
     architecture = get_architecture(args.arch)
     precision = {None: "auto", "f32": "float32", "bf16": "bfloat16"}.get(args.precision)
     if precision is None:
@@ -140,6 +152,82 @@ def _main(args, stack: contextlib.ExitStack) -> int:
         print(f"  {label:<17} {output / name}")
     keras_path = output / contract.KERAS_FILE
     print("Next: python convert/to_ir.py" + (f" --model {keras_path}" if args.output else ""))
+    return 0
+
+
+def _train_number_reader(args, stack: contextlib.ExitStack) -> int:
+    """The number reader: lines of MNIST training digits, CTC, its own folder."""
+    for flag in ("augment", "train_size", "validate_on_test"):
+        if getattr(args, flag):
+            raise UserError(f"--{flag.replace('_', '-')} is for the digit classifiers, not "
+                            f"--arch {NUMBER_READER}")
+    if args.precision not in (None, "f32"):
+        raise UserError(f"--arch {NUMBER_READER} trains in f32 (mixed bf16 measured 3-6x "
+                        "slower for it on this CPU)")
+    output = stack.enter_context(output_lock(
+        args.output or contract.default_models_dir() / contract.NUMBER_READER_DIR))
+    tf = cli.import_tensorflow(args.verbose)
+    import keras
+
+    from edgedigits.sequence_training import (
+        NumberReaderConfig,
+        read_lines,
+        render_lines,
+        string_accuracy,
+        train_number_reader,
+    )
+
+    say = print if not (args.quiet or args.json) else (lambda *parts, **options: None)
+    mnist = load_mnist(args.data_dir)
+    x_train, y_train, x_valid, y_valid = mnist.split_validation(args.validation_size)
+    defaults = NumberReaderConfig()
+    config = NumberReaderConfig(
+        lines=args.lines or defaults.lines, epochs=args.epochs or defaults.epochs,
+        batch_size=args.batch_size or defaults.batch_size,
+        learning_rate=args.learning_rate or defaults.learning_rate, seed=args.seed,
+        validation_lines=min(defaults.validation_lines,
+                             max(100, (args.lines or defaults.lines) // 10)))
+    say(f"Training {NUMBER_READER} (CNN + CTC over lines of {contract.LINE_SHAPE[1]}x"
+        f"{contract.LINE_SHAPE[0]}): {config.lines:,} lines, {config.epochs} epochs, batch "
+        f"{config.batch_size}, peak learning rate {config.learning_rate}")
+    result = train_number_reader(x_train, y_train, x_valid, y_valid, config, log=say)
+
+    # Evaluate, once, on lines written with MNIST *test* digits
+    test_count = max(200, config.validation_lines)
+    test_pixels, test_texts = render_lines(mnist.x_test, mnist.y_test, test_count,
+                                           seed=config.seed + 2, log=lambda _: None)
+    test_accuracy = string_accuracy(read_lines(result.model, test_pixels), test_texts)
+    report = {
+        "arch": NUMBER_READER,
+        "model_type": contract.NUMBER_READER,
+        "test_line_accuracy": round(test_accuracy, 4),
+        "test_lines": test_count,
+        "validation_line_accuracy": round(result.validation_accuracy, 4),
+        "train_seconds": round(result.seconds, 2),
+        "epochs": config.epochs,
+        "lines": config.lines,
+        "params": int(result.model.count_params()),
+        "config": {key: value for key, value in vars(config).items()},
+        "data_source": mnist.source,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "python": platform.python_version()},
+        "machine": {"processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count()},
+    }
+    with staged_set(output, "model", contract.TRAINING_OUTPUTS) as staging:
+        result.model.save(staging / contract.KERAS_FILE)
+        write_history_csv(result.history, staging / "history.csv")
+        write_json(staging / contract.METRICS_FILE, report)
+    if args.json:
+        print(cli.to_json({**report, "output": str(output)}))
+        return 0
+    say(f"\nLines read exactly: {test_accuracy:.2%} of {test_count:,} written with MNIST test "
+        f"digits, after {result.seconds:.0f} s (rendering included), {report['params']:,} "
+        "parameters")
+    for label, name in [("model", contract.KERAS_FILE), ("metrics", contract.METRICS_FILE),
+                        ("history", "history.csv")]:
+        print(f"  {label:<17} {output / name}")
+    print(f"Next: python convert/to_ir.py --model {output / contract.KERAS_FILE} --int8")
     return 0
 
 

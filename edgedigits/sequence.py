@@ -1,0 +1,281 @@
+"""The number reader: a line of handwritten digits read whole by a CTC sequence model.
+
+Touching and overlapping digits have no clean place to cut, so this reader does not cut. It
+finds the line of ink (:func:`find_lines`: the ink groups of :func:`segment.find_ink_groups`
+that share a row), normalises it the same way for training and inference (:func:`line_input`:
+paper flattened away, ink white on black, the line's height scaled to LINE_HEIGHT, padded to
+LINE_WIDTH columns) and a small CNN reads it column by column: every STRIDE input columns one
+output step with the probabilities of "digit 0-9" or "no new digit" (the CTC blank).
+:func:`decode` takes the best class per step and collapses repeats and blanks: the number.
+
+The model (``train/train.py --arch number-reader``) is trained on lines composed from MNIST
+*training* digits by :func:`synthetic_lines` (touching, overlapping, spaced, slanted, with
+separators, ruled lines, form boxes and printed patterns, photographed by
+:mod:`edgedigits.render`) and read back through the same :func:`line_input`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edgedigits import numbers, render, segment
+from edgedigits.segment import Box
+
+LINE_HEIGHT = 32
+LINE_WIDTH = 192
+# The ink of a line fills this many of the LINE_HEIGHT rows (a margin above and below, as
+# MNIST's 20 of 28).
+INK_HEIGHT = 24
+# Input columns per output step: the model halves the width twice.
+STRIDE = 4
+STEPS = LINE_WIDTH // STRIDE
+BLANK = 10  # the CTC blank: the model's eleventh class
+NUM_CLASSES = 11
+# Longest number a line holds in training (and the longest label a model file declares).
+MAX_DIGITS = 10
+# Groups share a line when they overlap vertically by this fraction of the shorter one.
+SAME_LINE = 0.5
+
+
+@dataclass
+class Line:
+    """One line of ink ready for the number reader."""
+
+    box: Box  # the line in the input image's pixels
+    pixels: np.ndarray  # (LINE_HEIGHT, LINE_WIDTH) uint8, white ink on black
+    scale: float  # input-image pixels per line-input column
+    left: int  # the input image's column of the line input's first column
+    groups: list[Box] = field(default_factory=list)  # its ink groups, input pixels
+
+
+@dataclass
+class Reading:
+    """A line read: its digits, each digit's confidence and output step, the probabilities of
+    the digits at those steps (blank left out, renormalised)."""
+
+    number: str
+    confidences: list[float]
+    steps: list[int]
+    digit_probabilities: list[np.ndarray]
+
+
+@dataclass
+class Lines:
+    """Every line of an image, ready for one batched inference (the number reader's
+    :class:`numbers.Candidates`)."""
+
+    lines: list[Line]
+    box_scale: float = 1.0  # reported boxes are divided by this (see to_original)
+
+    @property
+    def boxes(self) -> list[Box]:
+        return [line.box for line in self.lines]
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """(N, LINE_HEIGHT, LINE_WIDTH) uint8: what the model reads."""
+        if not self.lines:
+            return np.zeros((0, LINE_HEIGHT, LINE_WIDTH), np.uint8)
+        return np.stack([line.pixels for line in self.lines])
+
+    def to_original(self, scale: float) -> None:
+        """Report boxes in the pixels of an image ``scale`` times larger than the one read."""
+        self.box_scale = scale
+
+    def choose(self, probabilities: np.ndarray) -> numbers.NumberReading:
+        return choose(self, probabilities)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def find(image: np.ndarray, dark_ink: bool | None = None, detect_side: int | None = None,
+         max_lines: int | None = None) -> Lines:
+    """:func:`find_lines` as a :class:`Lines` batch."""
+    return Lines(find_lines(image, dark_ink, detect_side, max_lines))
+
+
+def choose(lines: Lines, probabilities: np.ndarray) -> numbers.NumberReading:
+    """What the model's ``probabilities`` (N, STEPS, 11) say the lines hold: a detection per
+    digit (box, digit, confidence, top 3), lines top to bottom, digits left to right; the
+    number is the lines' digits, lines joined by a space."""
+    detections, texts = [], []
+    for line, steps in zip(lines.lines, probabilities, strict=True):
+        reading = decode(steps)
+        if not reading.number:
+            continue
+        texts.append(reading.number)
+        for box, row in zip(digit_boxes(line, reading), reading.digit_probabilities,
+                            strict=True):
+            box = tuple(round(value / lines.box_scale) for value in box)
+            detections.append(numbers.detection(box, row))
+    return numbers.NumberReading(detections, " ".join(texts))
+
+
+def find_lines(image: np.ndarray, dark_ink: bool | None = None,
+               detect_side: int | None = None, max_lines: int | None = None) -> list[Line]:
+    """The lines of digits in ``image`` (any array :func:`preprocess.to_grayscale` accepts),
+    top to bottom, each normalised for the number reader."""
+    from edgedigits import preprocess
+
+    found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
+    if not found.groups:
+        return []
+    gray = preprocess.to_grayscale(np.asarray(image))
+    if dark_ink is None:
+        dark_ink = found.dark_ink
+    boxes = [found.to_input(box) for _, box in found.groups]
+    rows = group_rows(boxes)
+    if max_lines is not None:
+        rows = sorted(rows, key=lambda row: -sum(b[2] * b[3] for b in row))[:max_lines]
+    lines = []
+    for row in sorted(rows, key=lambda row: min(b[1] for b in row)):
+        box = _union(row)
+        pixels, scale, left = line_input(gray, box, dark_ink)
+        lines.append(Line(box, pixels, scale, left, sorted(row)))
+    return lines
+
+
+def group_rows(boxes: list[Box]) -> list[list[Box]]:
+    """Boxes sharing a row (overlapping vertically by SAME_LINE of the shorter), tallest
+    first; a small mark (a separator, a speck) joins the row it sits in."""
+    rows: list[list[Box]] = []
+    spans: list[list[int]] = []  # each row's [top, bottom]
+    for box in sorted(boxes, key=lambda b: -b[3]):
+        _, y, _, h = box
+        for row, span in zip(rows, spans, strict=True):
+            overlap = min(y + h, span[1]) - max(y, span[0])
+            if overlap >= SAME_LINE * min(h, span[1] - span[0]):
+                row.append(box)
+                break
+        else:
+            rows.append([box])
+            spans.append([y, y + h])
+    return rows
+
+
+def line_input(gray: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray, float, int]:
+    """The model's input for the line of ink at ``box`` in ``gray``: (LINE_HEIGHT, LINE_WIDTH)
+    uint8, white ink on black; the input pixels per column; the input column of column 0.
+
+    The box grows by a margin (strokes the segmentation missed), is scaled so the line's height
+    is INK_HEIGHT rows (or narrower when the line is long), the paper is estimated by a
+    grey-level closing wider than a stroke and subtracted, and the ink is stretched to 0-255.
+    """
+    x, y, w, h = box
+    margin = LINE_HEIGHT - INK_HEIGHT
+    pad = round(h * margin / INK_HEIGHT / 2)
+    top, bottom = max(0, y - pad), min(gray.shape[0], y + h + pad)
+    left, right = max(0, x - pad), min(gray.shape[1], x + w + pad)
+    crop = gray[top:bottom, left:right]
+    if not dark_ink:
+        crop = 255 - crop
+    scale = max(h / INK_HEIGHT, crop.shape[1] / LINE_WIDTH, 1e-6)
+    width = max(1, min(LINE_WIDTH, round(crop.shape[1] / scale)))
+    height = max(1, min(LINE_HEIGHT, round(crop.shape[0] / scale)))
+    small = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+    # the paper: a closing removes strokes thinner than the kernel (ink is ~2-3 rows here)
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
+                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    ink = np.clip(paper.astype(np.float32) - small, 0, None)
+    peak = float(np.percentile(ink, 99.5)) if ink.size else 0.0
+    pixels = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.uint8)
+    if peak > 0:
+        ink = np.clip(ink * (255.0 / peak), 0, 255)
+        row = (LINE_HEIGHT - height) // 2
+        pixels[row : row + height, :width] = ink.astype(np.uint8)
+    return pixels, scale, left
+
+
+def decode(probabilities: np.ndarray) -> Reading:
+    """Greedy CTC decoding of one line's (STEPS, 11) probabilities: the best class per step,
+    repeats merged, blanks dropped."""
+    best = probabilities.argmax(axis=1)
+    digits, confidences, steps, rows = [], [], [], []
+    previous = BLANK
+    for step, label in enumerate(best):
+        if label != BLANK and label != previous:
+            digits.append(str(label))
+            confidences.append(float(probabilities[step, label]))
+            steps.append(step)
+            row = probabilities[step, :BLANK]
+            rows.append(row / max(float(row.sum()), 1e-12))
+        elif label != BLANK and label == previous:
+            # the same digit held over several steps: keep its most confident step
+            confidence = float(probabilities[step, label])
+            if confidence > confidences[-1]:
+                confidences[-1], steps[-1] = confidence, step
+                row = probabilities[step, :BLANK]
+                rows[-1] = row / max(float(row.sum()), 1e-12)
+        previous = label
+    return Reading("".join(digits), confidences, steps, rows)
+
+
+def digit_boxes(line: Line, reading: Reading) -> list[Box]:
+    """A box per digit read, in input pixels: the ink group under the digit's output step, cut
+    between neighbouring digits when several digits share one group."""
+    centres = [line.left + (step + 0.5) * STRIDE * line.scale for step in reading.steps]
+    boxes: list[Box] = []
+    for index, centre in enumerate(centres):
+        group = min(line.groups, key=lambda g: _distance(g, centre))
+        left, right = group[0], group[0] + group[2]
+        if index > 0 and centres[index - 1] > left:
+            left = max(left, round((centres[index - 1] + centre) / 2))
+        if index + 1 < len(centres) and centres[index + 1] < right:
+            right = min(right, round((centres[index + 1] + centre) / 2))
+        boxes.append((int(left), int(group[1]), int(max(1, right - left)), int(group[3])))
+    return boxes
+
+
+def _distance(box: Box, x: float) -> float:
+    return 0.0 if box[0] <= x <= box[0] + box[2] else min(abs(x - box[0]),
+                                                            abs(x - box[0] - box[2]))
+
+
+def _union(boxes: list[Box]) -> Box:
+    left = min(b[0] for b in boxes)
+    top = min(b[1] for b in boxes)
+    right = max(b[0] + b[2] for b in boxes)
+    bottom = max(b[1] + b[3] for b in boxes)
+    return left, top, right - left, bottom - top
+
+
+# --------------------------------------------------------------------------------------------
+# Training lines
+
+
+def synthetic_line(images: np.ndarray, labels: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, str] | None:
+    """One training line: random MNIST digits written as a number (:func:`render.written_number`
+    with a random spacing), photographed, found and normalised exactly as at inference.
+    None when the segmentation found no line (the sample is skipped)."""
+    count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
+    chosen = rng.integers(0, len(images), count)
+    gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
+    photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)), gap=gap)
+    if rng.random() < 0.15:
+        photo = 255 - photo  # light ink on a dark board
+    lines = find_lines(photo, max_lines=1)
+    if not lines:
+        return None
+    return lines[0].pixels, "".join(str(int(d)) for d in labels[chosen])
+
+
+_LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
+_LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
+
+
+def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int,
+                    seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """``count`` training lines (see :func:`synthetic_line`), reproducibly from ``seed``."""
+    rng = np.random.default_rng(seed)
+    pixels, texts = [], []
+    while len(texts) < count:
+        made = synthetic_line(images, labels, rng)
+        if made is not None:
+            pixels.append(made[0])
+            texts.append(made[1])
+    return np.stack(pixels), texts

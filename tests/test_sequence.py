@@ -1,0 +1,207 @@
+"""The number reader: lines found and normalised, CTC decoding, a tiny real model trained,
+converted and run through the commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgedigits import contract, render, sequence
+from tests.conftest import run_command
+
+
+def _number_photo(mnist, indices, seed=0, background="plain"):
+    rng = np.random.default_rng(seed)
+    return render.written_number(mnist.x_test[list(indices)], rng, background=background)
+
+
+# --------------------------------------------------------------------------------------------
+# Lines
+
+
+def test_a_written_number_is_one_line_covering_its_ink(mnist):
+    photo = _number_photo(mnist, range(5))
+    lines = sequence.find_lines(photo)
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.pixels.shape == (sequence.LINE_HEIGHT, sequence.LINE_WIDTH)
+    assert line.pixels.dtype == np.uint8
+    # the ink: darker than halfway between the paper and the darkest pixels
+    paper, darkest = np.median(photo), np.percentile(photo, 0.5)
+    ink_columns = np.flatnonzero(((photo < (paper + darkest) / 2).sum(axis=0)) > 2)
+    x, _, w, _ = line.box
+    inside = ((ink_columns >= x) & (ink_columns < x + w)).mean()
+    assert inside > 0.95
+    # white ink on black, stretched: the brightest pixels are ink, most of the line is dark
+    assert line.pixels.max() >= 200
+    assert np.median(line.pixels) < 40
+
+
+def test_light_ink_on_a_dark_board_reads_like_dark_ink_on_paper(mnist):
+    photo = _number_photo(mnist, range(10, 14), seed=3)
+    dark = sequence.find_lines(photo)[0].pixels.astype(np.float32)
+    light = sequence.find_lines(255 - photo)[0].pixels.astype(np.float32)
+    correlation = np.corrcoef(dark.ravel(), light.ravel())[0, 1]
+    assert correlation > 0.8
+
+
+def test_two_rows_of_digits_are_two_lines(mnist):
+    top = _number_photo(mnist, range(20, 24), seed=1)
+    bottom = _number_photo(mnist, range(30, 33), seed=2)
+    width = max(top.shape[1], bottom.shape[1])
+    sheet = np.full((top.shape[0] + bottom.shape[0], width), 200, np.uint8)
+    sheet[: top.shape[0], : top.shape[1]] = top
+    sheet[top.shape[0] :, : bottom.shape[1]] = bottom
+    lines = sequence.find_lines(sheet)
+    assert len(lines) == 2
+    assert lines[0].box[1] < lines[1].box[1]  # top to bottom
+
+
+def test_group_rows_keeps_a_small_separator_in_its_row():
+    digits = [(0, 100, 30, 50), (40, 102, 30, 48), (80, 98, 30, 52)]
+    comma = (72, 140, 5, 10)  # low on the line, small
+    other_row = [(0, 300, 30, 50)]
+    rows = sequence.group_rows([*digits, comma, *other_row])
+    assert sorted(len(row) for row in rows) == [1, 4]
+
+
+def test_blank_paper_has_no_line():
+    rng = np.random.default_rng(0)
+    paper = np.clip(rng.normal(200, 3, (160, 400)), 0, 255).astype(np.uint8)
+    assert sequence.find_lines(paper) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _steps(labels: list[int], confidence: float = 0.9) -> np.ndarray:
+    probabilities = np.full((sequence.STEPS, sequence.NUM_CLASSES),
+                            (1 - confidence) / (sequence.NUM_CLASSES - 1), np.float32)
+    for step in range(sequence.STEPS):
+        label = labels[step] if step < len(labels) else sequence.BLANK
+        probabilities[step, label] = confidence
+    return probabilities
+
+
+def test_decode_merges_repeats_and_drops_blanks():
+    b = sequence.BLANK
+    reading = sequence.decode(_steps([b, 1, 1, b, 1, b, 7, 7, 7, b, b, 0]))
+    assert reading.number == "1170"
+    assert reading.steps == [1, 4, 6, 11]
+    assert all(abs(c - 0.9) < 1e-6 for c in reading.confidences)
+    assert all(abs(row.sum() - 1) < 1e-5 for row in reading.digit_probabilities)
+
+
+def test_decode_of_only_blanks_is_empty():
+    reading = sequence.decode(_steps([]))
+    assert reading.number == "" and reading.confidences == []
+
+
+def test_digit_boxes_split_one_group_between_its_digits():
+    line = sequence.Line(box=(100, 50, 120, 40), pixels=np.zeros((32, 192), np.uint8),
+                         scale=40 / 24, left=93, groups=[(100, 50, 120, 40)])
+    b = sequence.BLANK
+    labels = [b] * 4 + [3] + [b] * 7 + [5] + [b] * 6 + [8]
+    reading = sequence.decode(_steps(labels))
+    boxes = sequence.digit_boxes(line, reading)
+    assert reading.number == "358"
+    lefts = [box[0] for box in boxes]
+    assert lefts == sorted(lefts)
+    assert boxes[0][0] == 100
+    assert all(x >= 100 and x + w <= 220 for x, _, w, _ in boxes)
+    assert all(box[1] == 50 and box[3] == 40 for box in boxes)
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny real model: trained and converted by the commands
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("number-reader")
+    trained = run_command("train/train.py", "--arch", "number-reader", "--lines", "400",
+                          "--epochs", "2", "--output", str(folder), "--json")
+    assert trained.returncode == 0, trained.stderr
+    converted = run_command("convert/to_ir.py", "--model", str(folder / contract.KERAS_FILE),
+                            "--int8", "--calibration-size", "30")
+    assert converted.returncode == 0, converted.stderr
+    return folder, json.loads(trained.stdout)
+
+
+@pytest.mark.slow
+def test_tiny_reader_trains_and_converts_with_its_own_contract(tiny_reader):
+    import openvino as ov
+
+    folder, report = tiny_reader
+    assert report["model_type"] == contract.NUMBER_READER
+    losses = [float(line.split(",")[1]) for line in
+              (folder / "history.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < losses[0]  # it learned something in two short epochs
+    conversion = json.loads((folder / "ir" / "report.json").read_text())
+    assert conversion["parity"]["ok"]
+    for variant in ("fp32", "int8"):
+        model = ov.Core().read_model(folder / "ir" / variant / contract.IR_FILE)
+        assert contract.ir_model_type(model) == contract.NUMBER_READER
+        assert model.input(0).get_partial_shape().to_string() == "[?,32,192,1]"
+        assert model.output(0).get_partial_shape().to_string() == "[?,48,11]"
+    assert not (folder / "serving").exists()  # the OVMS repository is the digit model's
+
+
+@pytest.mark.slow
+def test_openvino_and_tensorflow_read_the_same_lines(tiny_reader, mnist):
+    from edgedigits import runtime
+
+    folder, _ = tiny_reader
+    accept = (contract.NUMBER_READER,)
+    lines = np.stack([sequence.find_lines(_number_photo(mnist, range(k, k + 4), seed=k))[0]
+                      .pixels for k in range(0, 40, 4)])
+    with runtime.load_classifier(folder, "openvino", inference_precision="f32",
+                                 variant="fp32", accept=accept) as openvino, \
+            runtime.load_classifier(folder, "tensorflow", accept=accept) as tensorflow:
+        assert openvino.model_type == tensorflow.model_type == contract.NUMBER_READER
+        ours, theirs = openvino.predict(lines), tensorflow.predict(lines)
+    assert ours.shape == (10, sequence.STEPS, sequence.NUM_CLASSES)
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert [sequence.decode(p).number for p in ours] == \
+        [sequence.decode(p).number for p in theirs]
+
+
+@pytest.mark.slow
+def test_a_number_reader_is_refused_for_single_digits_and_used_for_multi(tiny_reader, mnist,
+                                                                         tmp_path):
+    import cv2
+
+    folder, _ = tiny_reader
+    photo = tmp_path / "number.png"
+    cv2.imwrite(str(photo), _number_photo(mnist, range(4)))
+    single = run_command("infer/classify.py", str(photo), "--model", str(folder))
+    assert single.returncode == 2
+    assert "number reader" in single.stderr and "--multi" in single.stderr
+    assert "Traceback" not in single.stderr
+    multi = run_command("infer/classify.py", "--multi", str(photo), "--model", str(folder),
+                        "--json")
+    # 0: read; 1/2: the tiny model read no digit in some/all inputs (a row says so)
+    assert multi.returncode in (0, 1, 2), multi.stderr
+    rows = json.loads(multi.stdout)
+    assert rows[0]["path"] == str(photo)
+    assert "Traceback" not in multi.stderr
+
+
+@pytest.mark.slow
+def test_the_default_number_reader_is_found_under_models(tiny_reader, tmp_path, monkeypatch):
+    import shutil
+
+    from edgedigits import runtime
+
+    folder, _ = tiny_reader
+    models = tmp_path / "models"
+    monkeypatch.setenv(contract.MODELS_DIR_ENV, str(models))
+    assert runtime.default_number_reader() is None  # nothing trained there yet
+    shutil.copytree(folder, models / contract.NUMBER_READER_DIR, symlinks=True)
+    found = runtime.default_number_reader()
+    assert found is not None and found.parent.name == "int8"
+    with runtime.load_classifier(accept=(contract.MODEL_TYPE, contract.NUMBER_READER)) as model:
+        assert model.model_type == contract.NUMBER_READER
