@@ -167,11 +167,14 @@ def cut_positions(own: np.ndarray) -> list[int]:
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
     reach = max(1, height // 16)
     margin = max(1, int(MIN_DIGIT_WIDTH * height))
-    valleys = []
-    for column in range(margin, width - margin):
-        window = profile[max(0, column - reach) : column + reach + 1]
-        if profile[column] <= window.min():
-            valleys.append((float(profile[column]), column))
+    if width - margin <= margin:
+        return [0, width]
+    # a valley: no lower column within ``reach`` (the windows clipped at the ends, as +inf pads)
+    padded = np.pad(profile, reach, constant_values=np.inf)
+    lowest = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1).min(axis=1)
+    columns = np.arange(margin, width - margin)
+    columns = columns[profile[columns] <= lowest[columns]]
+    valleys = [(float(profile[column]), int(column)) for column in columns]
     chosen: list[int] = []
     spacing = max(1, int(CUT_SPACING * height))
     for _, column in sorted(valleys):
@@ -234,10 +237,11 @@ def read_number(image: np.ndarray, classifier, dark_ink: bool | None = None,
 
 
 def _without_fragments(part: np.ndarray) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+    # labels and a pixel count: ~2x faster than connectedComponentsWithStats on a crop this small
+    count, labels = cv2.connectedComponents(part, connectivity=8)
     if count <= 2:
         return part
-    areas = stats[1:, cv2.CC_STAT_AREA]
+    areas = np.bincount(labels.ravel(), minlength=count)[1:]
     keep = np.flatnonzero(areas >= FRAGMENT * areas.max()) + 1
     lookup = np.zeros(count, np.uint8)
     lookup[keep] = 255
