@@ -28,7 +28,7 @@ STARTED = time.perf_counter()
 # 2-core CPU, two requests each: one computes while the next is filled).
 ASYNC_JOBS = 4
 
-from edgedigits import runtime  # noqa: E402  (the clock above includes every import)
+from edgedigits import contract, runtime  # noqa: E402  (the clock above includes every import)
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
 from edgedigits.serving import server  # noqa: E402
@@ -64,6 +64,11 @@ def build_parser() -> ArgumentParser:
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
     runtime.add_runtime_arguments(parser)
+    parser.add_argument("--number-model", metavar="PATH",
+                        help="the number reader that digit-reader's multi reading uses, also "
+                             "served as the number-reader model (default: the one under "
+                             f"{contract.default_models_dir() / contract.NUMBER_READER_DIR}/ "
+                             "if trained; 'none': split touching digits with the digit model)")
     # The flags KServe's controller passes to a transformer/predictor container, so that the
     # image runs unchanged in an InferenceService (infer/deploy/kserve/).
     kserve_flags = parser.add_argument_group("KServe's container flags (set by KServe)")
@@ -96,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = sys.argv[:1]
 
     # 1. The classifier(s): OpenVINO with the THROUGHPUT hint (parallel streams, AsyncInferQueue)
-    from edgedigits.serving.models import TENSORFLOW_NAME, DigitReaderModel, DigitsModel
+    from edgedigits.serving.models import (
+        NUMBER_READER_NAME,
+        TENSORFLOW_NAME,
+        DigitReaderModel,
+        DigitsModel,
+    )
     from edgedigits.serving.repository import MODEL_NAME
 
     classifier = runtime.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS) \
@@ -113,11 +123,25 @@ def main(argv: list[str] | None = None) -> int:
         tensorflow = DigitsModel(TENSORFLOW_NAME, tf_classifier, max_batch=args.max_batch)
         models.append(tensorflow)
 
-    # 2. The transformer in front of it (decode, MNIST format, segment, rows)
-    models.append(DigitReaderModel(predictor, tensorflow, max_images=args.max_images,
+    # 2. The number reader, when there is one: whole lines for multi reading
+    number_reader = None
+    number_model = (None if args.number_model == "none" or args.server
+                    else args.number_model or runtime.default_number_reader())
+    if number_model is not None:
+        reader_classifier = runtime.load_classifier(
+            number_model, device=args.device, inference_precision=args.precision,
+            threads=args.threads, verbose=args.verbose, accept=(contract.NUMBER_READER,))
+        reader_classifier.warmup((1,), use_async=True)
+        number_reader = DigitsModel(NUMBER_READER_NAME, reader_classifier,
+                                    max_batch=args.max_batch)
+        models.append(number_reader)
+
+    # 3. The transformer in front of them (decode, MNIST format, segment, rows)
+    models.append(DigitReaderModel(predictor, tensorflow, number_reader=number_reader,
+                                   max_images=args.max_images,
                                    max_pixels=args.max_image_pixels))
 
-    # 3. Serve until Ctrl-C / SIGTERM
+    # 4. Serve until Ctrl-C / SIGTERM
     def ready(seconds: float) -> None:
         base = f"http://{args.host}:{args.http_port}"
         names = ", ".join(model.name for model in models)

@@ -106,3 +106,20 @@ def ir_models_dir(tmp_path_factory, small_model_dir) -> Path:
             f"convert/to_ir.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def number_reader_dir(tmp_path_factory, mnist) -> Path:
+    """A tiny real number reader, trained and converted by the commands as a user runs them:
+    ``train.py --arch number-reader`` on 400 lines for 2 epochs (it reads little: this is
+    the plumbing, not the accuracy), then ``convert/to_ir.py --int8``. ~1-2 minutes."""
+    folder = tmp_path_factory.mktemp("number-reader")
+    trained = run_command("train/train.py", "--arch", "number-reader", "--lines", "400",
+                          "--epochs", "2", "--output", str(folder), "--json")
+    if trained.returncode != 0:
+        pytest.fail(f"train.py --arch number-reader failed:\n{trained.stderr}")
+    converted = run_command("convert/to_ir.py", "--model", str(folder / contract.KERAS_FILE),
+                            "--int8", "--calibration-size", "30")
+    if converted.returncode != 0:
+        pytest.fail(f"convert/to_ir.py failed:\n{converted.stdout}\n{converted.stderr}")
+    return folder

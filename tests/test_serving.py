@@ -567,3 +567,48 @@ def test_reader_in_front_of_another_server_as_a_kserve_transformer(server, digit
         assert through_front == direct and direct["digit"] is not None
     finally:
         assert front.stop() == 0
+
+
+@pytest.mark.slow
+def test_multi_reading_uses_the_number_reader_when_the_server_has_one(fp32_ir, number_reader_dir,
+                                                                     mnist, tmp_path):
+    from edgedigits.render import written_number
+
+    number = tmp_path / "number.png"
+    cv2.imwrite(str(number), written_number(mnist.x_test[:4], np.random.default_rng(0),
+                                            background="plain"))
+    reader_ir = number_reader_dir / contract.IR_DIR / "fp32" / contract.IR_FILE
+    running = Server("--model", str(fp32_ir), "--number-model", str(reader_ir),
+                     "--precision", "f32")
+    try:
+        status, metadata = running.request("GET", "/v2/models/number-reader")
+        assert status == 200
+        assert metadata["inputs"][0]["shape"] == [-1, 32, 192, 1]
+        assert metadata["outputs"][0]["shape"] == [-1, 48, 11]
+        status, answer = running.request(
+            "POST", "/v2/models/digit-reader/infer",
+            json.dumps({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES",
+                                    "data": [base64.b64encode(number.read_bytes()).decode()]}],
+                        "parameters": {"multi": True, "preprocessed": True}}).encode())
+        assert status == 200, answer
+        row = json.loads(answer["outputs"][0]["data"][0])
+        with runtime.load_classifier(reader_ir, inference_precision="f32",
+                                     accept=(contract.NUMBER_READER,)) as local:
+            want = classify.classify_inputs(local, [str(number)], True, quiet=True)[0]
+        want = want.as_json(True)
+        row.pop("inference_ms")
+        preprocessed = row.pop("preprocessed")
+        assert row.pop("path") == "images[0]" and want.pop("path") == str(number)
+        assert row == want
+        seen = cv2.imdecode(np.frombuffer(base64.b64decode(preprocessed[0].split(",", 1)[1]),
+                                          np.uint8), cv2.IMREAD_UNCHANGED)
+        assert seen.shape == (32, 192)  # the line the number reader read
+        # a digit-shaped tensor is not a line: 400, and the server keeps serving
+        wrong = json.dumps({"inputs": [{"name": "images", "shape": [1, 28, 28, 1],
+                                        "datatype": "UINT8", "data": [0] * 784}]}).encode()
+        status, answer = running.request("POST", "/v2/models/number-reader/infer", wrong)
+        assert status == 400 and "[N, 32, 192, 1]" in str(answer)
+        status, _ = running.request("GET", "/v2/models/number-reader/ready")
+        assert status == 200
+    finally:
+        assert running.stop() == 0

@@ -30,14 +30,14 @@ import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from edgedigits import classify, runtime
+from edgedigits import classify, contract, runtime
 
 READER_NAME = "digit-reader"
 TENSORFLOW_NAME = "digits-tf"
+NUMBER_READER_NAME = "number-reader"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 RESULTS_NAME = "results"
-IMAGE_SHAPE = [runtime.IMAGE_SIZE, runtime.IMAGE_SIZE, 1]
 
 DEFAULT_MAX_BATCH = 256  # images per request to `digits` (runtime.MAX_BATCH: one inference)
 DEFAULT_MAX_IMAGES = 64  # encoded images per request to `digit-reader`
@@ -107,7 +107,8 @@ def _response(request: InferRequest, model: str, name: str, datatype: str,
 
 
 class DigitsModel(Model):
-    """OIP v2 model: input `images` UINT8 [-1,28,28,1] -> output `probabilities` FP32 [-1,10]."""
+    """OIP v2 model: input `images` UINT8 [-1,28,28,1] -> output `probabilities` FP32 [-1,10]
+    (the number reader: [-1,32,192,1] -> [-1,48,11], contract.SHAPES)."""
 
     def __init__(self, name: str, classifier: runtime.DigitClassifier,
                  max_batch: int = DEFAULT_MAX_BATCH, in_flight: int = 4) -> None:
@@ -128,16 +129,20 @@ class DigitsModel(Model):
         return self.ready
 
     def get_input_types(self) -> list[dict]:
-        return [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, *IMAGE_SHAPE]}]
+        return [{"name": INPUT_NAME, "datatype": "UINT8",
+                 "shape": [-1, *self.classifier.input_shape]}]
 
     def get_output_types(self) -> list[dict]:
-        return [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, runtime.NUM_CLASSES]}]
+        return [{"name": OUTPUT_NAME, "datatype": "FP32",
+                 "shape": [-1, *self.classifier.output_shape]}]
 
     def images_from(self, request: InferRequest) -> np.ndarray:
         tensor = only_input(request, self.name, "UINT8")
         shape = list(tensor.shape)
-        if len(shape) != 4 or shape[1:] != IMAGE_SHAPE or shape[0] < 0:
-            raise InvalidInput(f"input {INPUT_NAME!r} must have shape [N, 28, 28, 1], got {shape}")
+        expected = list(self.classifier.input_shape)
+        if len(shape) != 4 or shape[1:] != expected or shape[0] < 0:
+            raise InvalidInput(f"input {INPUT_NAME!r} must have shape "
+                               f"[N, {', '.join(map(str, expected))}], got {shape}")
         if shape[0] > self.max_batch:
             raise InvalidInput(f"batch of {shape[0]} images is over this server's limit of "
                                f"{self.max_batch} per request (--max-batch)")
@@ -157,7 +162,7 @@ class DigitsModel(Model):
         image each this replaces dozens of runtime calls and thread hand-overs by a few.
         """
         if len(images) == 0:
-            return np.zeros((0, runtime.NUM_CLASSES), np.float32), 0.0
+            return np.zeros((0, *self.classifier.output_shape), np.float32), 0.0
         loop = asyncio.get_running_loop()
         answer: asyncio.Future = loop.create_future()
         self._waiting.append((images, answer))
@@ -242,6 +247,7 @@ class ReaderJob:
     inference_ms: float = 0.0
     compared: dict = field(default_factory=dict)  # backend -> (probabilities, ms)
     all_probabilities: bool = False  # the page's bar chart: all ten, not only the top 3
+    lines: bool = False  # multi read by the number reader: crops are lines, not digits
 
 
 class DigitReaderModel(Model):
@@ -252,14 +258,18 @@ class DigitReaderModel(Model):
     ``compare`` (also native TensorFlow; needs --compare).
     The predictor is the ``digits`` model: the local runtime, or with ``serve.py --server URL``
     a :class:`edgedigits.remote.RemoteClassifier` in front of OVMS, Triton or another server.
+    With a ``number_reader`` (the ``number-reader`` model), ``multi`` reads whole lines with it
+    (``preprocessed`` then shows the lines it read); ``compare`` keeps to the digit models.
     """
 
     def __init__(self, predictor: DigitsModel, tensorflow: DigitsModel | None = None, *,
+                 number_reader: DigitsModel | None = None,
                  max_images: int = DEFAULT_MAX_IMAGES,
                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, decoders: int = 2) -> None:
         super().__init__(READER_NAME)
         self.predictor = predictor
         self.tensorflow = tensorflow
+        self.number_reader = number_reader
         self.max_images = max_images
         self.max_pixels = max_pixels
         # Decoding is the heavy part (up to max_pixels each): at most this many at once.
@@ -295,10 +305,11 @@ class DigitReaderModel(Model):
         job = ReaderJob(payload, bool_parameter(payload, "multi"),
                         bool_parameter(payload, "preprocessed"), compare, rows=[])
         job.all_probabilities = bool_parameter(payload, "probabilities")
+        job.lines = job.multi and self.number_reader is not None and not compare
         encoded = [_image_bytes(element, i) for i, element in
                    enumerate(tensor_array(tensor).reshape(-1))]
         loop = asyncio.get_running_loop()
-        read = await asyncio.gather(*(loop.run_in_executor(None, self._read, data, i, job.multi)
+        read = await asyncio.gather(*(loop.run_in_executor(None, self._read, data, i, job)
                                       for i, data in enumerate(encoded)))
         for i, result in enumerate(read):
             name = f"{INPUT_NAME}[{i}]"
@@ -312,20 +323,23 @@ class DigitReaderModel(Model):
             job.boxes.append(boxes)
         return job
 
-    def _read(self, data: bytes, index: int, multi: bool):
+    def _read(self, data: bytes, index: int, job: ReaderJob):
         name = f"{INPUT_NAME}[{index}]"
         with self._decoding:
-            if multi:
-                return classify.read_digits_bytes(data, name, max_pixels=self.max_pixels)
+            if job.multi:
+                model_type = contract.NUMBER_READER if job.lines else contract.MODEL_TYPE
+                return classify.read_digits_bytes(data, name, max_pixels=self.max_pixels,
+                                                  model_type=model_type)
             return classify.read_digit_bytes(data, name, max_pixels=self.max_pixels)
 
     # -- 2. predict: the predictor (in process, or remote over OIP v2)
 
     async def predict(self, job: ReaderJob, headers: dict | None = None,
                       response_headers: dict | None = None) -> ReaderJob:
+        model = self.number_reader if job.lines else self.predictor
         images = (np.stack(job.crops)[..., None] if job.crops
-                  else np.zeros((0, *IMAGE_SHAPE), np.uint8))
-        job.probabilities, job.inference_ms = await self.predictor.infer(images)
+                  else np.zeros((0, *model.classifier.input_shape), np.uint8))
+        job.probabilities, job.inference_ms = await model.infer(images)
         if job.compare:
             job.compared["openvino"] = (job.probabilities, job.inference_ms)
             job.compared["tensorflow"] = await self.tensorflow.infer(images)
@@ -344,7 +358,9 @@ class DigitReaderModel(Model):
             # Detections are listed left to right: the extras follow the same order (with
             # multi, only the candidates chosen as the number's digits).
             order = list(range(count))
-            if count and job.multi:
+            if count and job.lines:
+                classify.fill_number(row, boxes, probabilities)  # the lines, each shown whole
+            elif count and job.multi:
                 order = classify.fill_number(row, boxes, probabilities)
             elif count:
                 classify.fill_digit(row, probabilities[0])
@@ -353,7 +369,7 @@ class DigitReaderModel(Model):
             if job.preprocessed:
                 urls = [_png_data_url(crops[k]) for k in order]
                 data["preprocessed"] = urls if job.multi else (urls[0] if urls else None)
-            if job.all_probabilities:
+            if job.all_probabilities and not job.lines:
                 vectors = [[round(float(p), 4) for p in probabilities[k]] for k in order]
                 data["probabilities"] = vectors if job.multi else (vectors[0] if vectors else None)
             if job.compare:
