@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedigits import classify, numbers, preprocess, runtime
+from edgedigits import classify, contract, numbers, preprocess, runtime
 from edgedigits.errors import UserError
 
 
@@ -54,32 +54,39 @@ class DigitReader:
 
     ``model``: an IR, a .keras file or a models folder (None: the default models folder);
     ``backend``, ``device`` and the other options are :func:`runtime.load_classifier`'s.
+    ``model`` may also be the number reader (``models/number-reader``): :meth:`read` then
+    reads whole lines with it, and :meth:`read_digit` is not available.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "openvino",
                  device: str = "CPU", **options: Any) -> None:
+        options.setdefault("accept", (contract.MODEL_TYPE, contract.NUMBER_READER)
+                           if model is not None else (contract.MODEL_TYPE,))
         self.classifier = runtime.load_classifier(model, backend, device, **options)
 
     def read(self, image: str | os.PathLike | np.ndarray) -> Reading:
         """All digits in a photo or frame, left to right, each with its box (touching digits
         split where the classifier is surest, :mod:`edgedigits.numbers`)."""
+        model_type = self.classifier.model_type
         if isinstance(image, (str, os.PathLike)):
-            crops, candidates, error = classify.read_digits(Path(image))
+            crops, candidates, error = classify.read_digits(Path(image), model_type)
             if error is not None:
                 if crops is None and error.startswith("no digit"):
                     return Reading([])
                 raise UserError(f"{image}: {error}")
         else:
-            candidates = numbers.find_candidates(_as_image(image))
-            crops = candidates.digits
+            candidates = numbers.find_inputs(_as_image(image), model_type)
+            crops = candidates.inputs
         if crops is None or not len(crops):
             return Reading([])
-        reading = numbers.choose(candidates, self.classifier.predict(np.asarray(crops)))
+        reading = candidates.choose(self.classifier.predict(np.asarray(crops)))
         return Reading([Digit(d["digit"], d["confidence"], d["box"], d["top3"])
                         for d in reading.detections])
 
     def read_digit(self, image: str | os.PathLike | np.ndarray) -> Digit | None:
         """The whole image as one digit (None when it is blank or too faint)."""
+        if self.classifier.model_type != contract.MODEL_TYPE:
+            raise UserError(f"{self.classifier.model_path} is a number reader: use read()")
         if isinstance(image, (str, os.PathLike)):
             mnist, error = classify.read_digit(Path(image))
             if error is not None and mnist is None and not error.startswith("no digit"):

@@ -287,7 +287,7 @@ def warm_up(classifiers: list[runtime.DigitClassifier], roi: bool, max_digits: i
             print(f"model: {classifier.describe()}", file=sys.stderr)
 
 
-def compare_model(model: str | None, tf_model: str | None) -> Path:
+def compare_model(model: str | None, tf_model: str | None, numbers: bool = False) -> Path:
     """The .keras model to run beside ``model`` (an IR or a models folder) for a comparison.
 
     An IR file's own network is looked for beside it (``<models>/ir/int8/model.xml`` ->
@@ -297,7 +297,9 @@ def compare_model(model: str | None, tf_model: str | None) -> Path:
     if tf_model:
         return Path(tf_model)
     if not model:
-        return runtime.find_model(None, "tensorflow")
+        # reading numbers, the default model is the number reader when one was trained
+        default = runtime.default_number_reader("tensorflow") if numbers else None
+        return default or runtime.find_model(None, "tensorflow")
     given = Path(model)
     if given.is_dir():
         return runtime.find_model(given, "tensorflow")

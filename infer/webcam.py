@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                             summary_json=args.summary_json)
     outputs.check(args.source)
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
-    tf_model = video.compare_model(args.model, args.tf_model) if args.compare else None
+    tf_model = (video.compare_model(args.model, args.tf_model, numbers=not args.roi)
+                if args.compare else None)
 
     # 2-4. Load the classifier(s) warmed up for every batch a frame can produce, open the
     # source, run the pipeline until the source ends or is lost, the user quits or --max-frames
