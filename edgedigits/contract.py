@@ -166,7 +166,8 @@ def check_ir(model: ov.Model, path: Path,
     expected_input = ov.PartialShape([-1, *inputs])
     expected_output = ov.PartialShape([-1, *outputs])
     if not (input_shape.compatible(expected_input) and output_shape.compatible(expected_output)):
-        raise UserError(f"{path} is not a {DESCRIPTIONS[model_type]}: input {input_shape}, "
+        what = "28x28 digit classifier" if model_type == MODEL_TYPE else DESCRIPTIONS[model_type]
+        raise UserError(f"{path} is not a {what}: input {input_shape}, "
                         f"output {output_shape} (expected {expected_input} -> {expected_output})")
     if model.input(0).get_element_type() != ov.Type.u8:
         raise UserError(f"{path}: input must be uint8 raw pixels, got "
