@@ -4,6 +4,10 @@
     python infer/benchmark.py --variants ov-int8,tf-function --batch-sizes 1,64
     python infer/benchmark.py --quick --output /tmp/bench   # a fast smoke run, not a measurement
 
+The kind of model is read from the models folder (its IRs' metadata, or metrics.json): for the
+number reader (train/train.py --arch number-reader) every row reads lines of digits rendered from
+MNIST test digits and accuracy counts the lines read exactly; its peer rows are skipped.
+
 Each variant runs in its own process through the same runtime backends classify and webcam use;
 the table is printed and written, with a chart, as benchmark.json / benchmark.md / benchmark.png
 in models/benchmark/ (or --output). ONNX Runtime and LiteRT rows need:

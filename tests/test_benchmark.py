@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import run_command
@@ -267,3 +268,101 @@ def test_a_keras_model_that_is_not_a_digit_classifier_is_refused(ir_models_dir, 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "output must be 10 digit classes" in lines[0], result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# The number reader (issue 14): the same rows on lines of digits, accuracy = lines read exactly
+
+NUMBER_READER_ROWS = ("tf-predict", "tf-function", "ov-fp32", "ov-fp32-default", "ov-int8")
+
+
+def _steps(number: str) -> np.ndarray:
+    """(48, 11) probabilities a CTC model would give for ``number``: each digit held two
+    steps, a blank between digits, blanks after."""
+    from edgedigits import sequence
+
+    best = []
+    for digit in number:
+        best += [int(digit), int(digit), sequence.BLANK]
+    best += [sequence.BLANK] * (sequence.STEPS - len(best))
+    probabilities = np.full((sequence.STEPS, sequence.NUM_CLASSES), 0.01, np.float32)
+    probabilities[np.arange(sequence.STEPS), best] = 0.9
+    return probabilities
+
+
+def test_number_reader_answers_are_decoded_numbers_and_only_its_int8_goal_is_judged():
+    from edgedigits import contract
+    from edgedigits.benchmark.kinds import kind_of
+
+    kind = kind_of(contract.NUMBER_READER)
+    answers = kind.answers(np.stack([_steps("1123"), _steps(""), _steps("70")]))
+    # a repeated digit needs a blank between its two readings; a line of blanks reads nothing
+    assert list(answers) == ["1123", "", "70"]
+    assert kind_of(None).model_type == contract.MODEL_TYPE  # reports from before: digits
+
+    def row(variant, backend, accuracy):
+        return {"variant": variant, "backend": backend, "status": "ok", "accuracy": accuracy,
+                "latency_us_p50": 500.0, "throughput_ips": {"1": 1000.0}}
+
+    records = [row("tf-predict", "TensorFlow", 0.90), row("ov-fp32", "OpenVINO", 0.900),
+               row("ov-int8", "OpenVINO", 0.894)]
+    goals = benchmark.compute_goals(records, kind)
+    assert [goal["goal"] for goal in goals] == ["INT8 accuracy drop vs FP32 (lines read exactly)"]
+    assert goals[0]["measured"] == pytest.approx(0.6) and goals[0]["target"] == 0.5
+    assert goals[0]["met"] is False
+    digit_goals = benchmark.compute_goals(records)  # the digit classifier's goals are unchanged
+    assert len(digit_goals) > 1 and "INT8 accuracy drop vs FP32" in [
+        goal["goal"] for goal in digit_goals]
+
+
+@pytest.mark.slow
+def test_a_number_reader_is_benchmarked_on_lines(number_reader_dir, mnist, tmp_path):
+    from edgedigits import contract, runtime
+    from edgedigits.benchmark.kinds import LINE_SEED, kind_of
+    from edgedigits.sequence_training import render_lines
+
+    output = tmp_path / "out"
+    result = run_command(SCRIPT, "--quick", "--model", str(number_reader_dir), "--batch-sizes",
+                         "1,4", "--threads", "1", "--output", str(output), timeout=900)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((output / "benchmark.json").read_text())
+    assert report["model_type"] == contract.NUMBER_READER  # found from the model, no flag
+    assert report["kind"]["description"] == "number reader"
+    rows = _rows(report)
+    lines = benchmark.QUICK.test_images
+    for name in NUMBER_READER_ROWS:
+        row = rows[name]
+        assert row["status"] == "ok", row
+        assert row["test_lines"] == lines and "test_images" not in row
+        assert 0.0 <= row["accuracy"] <= 1.0
+        assert row["accuracy"] * lines == pytest.approx(round(row["accuracy"] * lines))
+        assert 0 < row["latency_us_p50"] <= row["latency_us_p99"]
+        assert set(row["throughput_ips"]) == {"1", "4"}
+        assert row["peak_rss_mb"] > 20
+    assert rows["tf-function"]["agreement_with_keras"] == 1.0
+    assert rows["ov-fp32"]["agreement_with_keras"] >= 0.9
+    for name in ("ov-fp32", "ov-fp32-default", "ov-int8"):
+        assert rows[name]["tensorflow_imported"] is False, name
+    assert rows["ov-fp16"]["status"] == "skipped"  # the fixture converts --int8 only
+    for name in PEER_ROWS:
+        assert rows[name]["status"] == "skipped"
+        assert "digit classifiers only" in rows[name]["note"]
+
+    # The accuracy is the share of lines whose decoded number is the written one: the FP32 IR,
+    # run here on the same lines (MNIST test digits, the benchmark's seed), scores the same.
+    pixels, texts = render_lines(mnist.x_test, mnist.y_test, lines, seed=LINE_SEED,
+                                 log=lambda _: None)
+    with runtime.load_classifier(number_reader_dir / "ir" / "fp32" / "model.xml", "openvino",
+                                 inference_precision="f32", threads=1,
+                                 accept=(contract.NUMBER_READER,)) as classifier:
+        read = kind_of(contract.NUMBER_READER).answers(classifier.predict(pixels[..., None]))
+    assert rows["ov-fp32"]["accuracy"] == pytest.approx(np.mean(read == np.array(texts)))
+
+    assert [goal["goal"] for goal in report["goals"]] == [
+        "INT8 accuracy drop vs FP32 (lines read exactly)"]
+    header = result.stdout.splitlines()[0]
+    assert "lines exact" in header and "lines/s @4" in header and "img/s" not in header
+    markdown = (output / "benchmark.md").read_text()
+    assert markdown.startswith("# Benchmark of the number reader")
+    assert "lines read exactly" in markdown and f"{lines:,} lines" in markdown
+    assert (output / "benchmark.png").read_bytes()[:4] == b"\x89PNG"

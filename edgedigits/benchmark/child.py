@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedigits.benchmark.kinds import kind_of
 from edgedigits.benchmark.measure import (
     Effort,
     measure_latency,
@@ -36,6 +37,7 @@ def measure_variant(spec: dict) -> dict:
     with np.load(spec["test_set"]) as test_set:
         images, labels = test_set["images"], test_set["labels"]
     variant = VARIANTS_BY_NAME[spec["variant"]]
+    kind = kind_of(spec.get("model_type"))
 
     _progress("importing")
     started = time.perf_counter()
@@ -43,7 +45,8 @@ def measure_variant(spec: dict) -> dict:
     import_seconds = time.perf_counter() - started
     _progress("loading")
     started = time.perf_counter()
-    opened = open_variant(variant, Path(spec["model_path"]), spec["device"], spec["threads"])
+    opened = open_variant(variant, Path(spec["model_path"]), spec["device"], spec["threads"],
+                          accept=(kind.model_type,))
     classifier = opened.classifier
     classifier.infer_single()  # loaded = read + compile + the first answer, for every runtime
     load_seconds = time.perf_counter() - started
@@ -51,7 +54,7 @@ def measure_variant(spec: dict) -> dict:
     twin = opened.throughput_classifier if opened.has_throughput_twin else None
     try:
         _progress("accuracy")
-        predicted = predict_all(classifier, images)
+        predicted = predict_all(classifier, images, kind.answers)
         np.save(spec["predictions"], predicted)
         _progress("batch-1 latency")
         classifier.warmup((1,))
@@ -68,7 +71,7 @@ def measure_variant(spec: dict) -> dict:
         "variant": variant.name,
         "executes": classifier.precision,
         "accuracy": float(np.mean(predicted == labels)),
-        "test_images": len(labels),
+        "tested": len(labels),
         "latency": latency,
         "throughput": throughput,
         "import_seconds": import_seconds,

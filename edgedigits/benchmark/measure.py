@@ -42,11 +42,12 @@ LATENCY_BLOCKS = 5  # latency calls are split into this many blocks to show thei
 TRIAL_SECONDS = 0.15  # how long each calling pattern is tried before a batch size is measured
 
 
-def predict_all(classifier: DigitClassifier, images: np.ndarray, chunk: int = 500) -> np.ndarray:
-    """Predicted digits for every image, in chunks (accuracy does not need the fast path)."""
-    labels = [np.argmax(classifier.predict(images[start:start + chunk]), axis=1)
-              for start in range(0, len(images), chunk)]
-    return np.concatenate(labels).astype(np.uint8)
+def predict_all(classifier: DigitClassifier, images: np.ndarray,
+                answers: Callable[[np.ndarray], np.ndarray], chunk: int = 500) -> np.ndarray:
+    """The answer (``Kind.answers``: a digit, a number read) for every input, in chunks
+    (accuracy does not need the fast path)."""
+    return np.concatenate([answers(classifier.predict(images[start:start + chunk]))
+                           for start in range(0, len(images), chunk)])
 
 
 def _spread(values: Sequence[float]) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgedigits import contract
 from edgedigits.benchmark import report
+from edgedigits.benchmark.kinds import PEERS_NOTE, Kind, kind_of
 from edgedigits.benchmark.measure import FULL, QUICK, Effort
 from edgedigits.benchmark.variants import PEERS_INSTALL_HINT, VARIANTS_BY_NAME, Row, Variant
 from edgedigits.errors import UserError
@@ -169,8 +170,33 @@ def _size_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def plan_rows(settings: Settings, peers_dir: Path) -> list[Row]:
+def model_type_of(settings: Settings) -> str:
+    """The kind of model benchmarked (contract.MODEL_TYPES): what its IRs' metadata declares,
+    else the ``model_type`` of the metrics.json beside the Keras model, else a digit
+    classifier (older models say nothing). A row whose model is of another kind is refused."""
+    for variant in contract.VARIANTS:
+        path = settings.models_dir / contract.IR_DIR / variant / contract.IR_FILE
+        if not path.is_file():
+            continue
+        try:
+            import openvino as ov
+
+            model_type = contract.ir_model_type(ov.Core().read_model(path))
+        except Exception:  # a damaged or foreign IR: its row says so
+            continue
+        if model_type in contract.MODEL_TYPES:
+            return model_type
+    metrics = settings.keras_model.parent / contract.METRICS_FILE
+    try:
+        model_type = json.loads(metrics.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    return model_type if model_type in contract.MODEL_TYPES else contract.MODEL_TYPE
+
+
+def plan_rows(settings: Settings, peers_dir: Path, kind: Kind | None = None) -> list[Row]:
     """The rows to measure, with missing models and packages marked as skipped (and why)."""
+    kind = kind or kind_of(contract.MODEL_TYPE)
     names = settings.variants or list(VARIANTS_BY_NAME)
     rows = []
     for name in names:
@@ -178,7 +204,9 @@ def plan_rows(settings: Settings, peers_dir: Path) -> list[Row]:
         row = Row(variant, _model_path(variant, settings, peers_dir))
         missing = [package for package in variant.packages
                    if importlib.util.find_spec(package) is None]
-        if variant.source == "keras" or variant.is_peer:
+        if variant.is_peer and not kind.peers:
+            row.status, row.note = "skipped", PEERS_NOTE
+        elif variant.source == "keras" or variant.is_peer:
             if not settings.keras_model.is_file():
                 row.status, row.note = "skipped", (
                     f"no Keras model {settings.keras_model} (run train/train.py)")
@@ -240,13 +268,13 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def _test_set(settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _test_set(settings: Settings, kind: Kind) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from edgedigits.data import load_mnist
 
     mnist = load_mnist(settings.data_dir)
-    count = settings.effort.test_images or len(mnist.x_test)
+    inputs, answers = kind.test_set(mnist, settings.effort.test_images)
     calibration = mnist.x_train[: settings.effort.calibration_images]
-    return mnist.x_test[:count, :, :, None], mnist.y_test[:count], calibration
+    return inputs, answers, calibration
 
 
 def run_benchmark(settings: Settings) -> dict:
@@ -258,7 +286,8 @@ def run_benchmark(settings: Settings) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedigits-benchmark-") as temporary:
         workdir = Path(temporary)
         peers_dir = workdir / "peers"
-        rows = plan_rows(settings, peers_dir)
+        kind = kind_of(model_type_of(settings))
+        rows = plan_rows(settings, peers_dir, kind)
         runnable = [row for row in rows if row.status == "pending"]
         if not runnable:
             reasons = "; ".join(f"{row.variant.name}: {row.note}" for row in rows)
@@ -268,7 +297,7 @@ def run_benchmark(settings: Settings) -> dict:
         if any(row.variant.backend == "OpenVINO" for row in runnable):
             check_device(settings.device)
         environment = capture_environment(settings, threads)
-        images, labels, calibration = _test_set(settings)
+        images, labels, calibration = _test_set(settings, kind)
         test_set = workdir / "test_set.npz"
         np.savez(test_set, images=images, labels=labels)
 
@@ -304,6 +333,7 @@ def run_benchmark(settings: Settings) -> dict:
                 bar.set_description(row.variant.name)
                 spec = {
                     "variant": row.variant.name, "model_path": str(row.model_path),
+                    "model_type": kind.model_type,
                     "device": settings.device, "threads": threads,
                     "batch_sizes": list(settings.batch_sizes),
                     "effort": dataclasses.asdict(effort), "test_set": str(test_set),
@@ -325,16 +355,22 @@ def run_benchmark(settings: Settings) -> dict:
         finally:
             bar.close()
         environment["load_average_end"] = _load_average()
-        return build_report(rows, environment, settings, threads)
+        return build_report(rows, environment, settings, threads, kind)
 
 
-def build_report(rows: list[Row], environment: dict, settings: Settings, threads: int) -> dict:
+def build_report(rows: list[Row], environment: dict, settings: Settings, threads: int,
+                 kind: Kind | None = None) -> dict:
+    kind = kind or kind_of(contract.MODEL_TYPE)
     reference = report.keras_reference(rows)
-    records = [report.row_record(row, reference) for row in rows]
+    records = [report.row_record(row, reference, kind) for row in rows]
     effort = settings.effort
     return {
         "command": settings.command,
         "quick": settings.quick,
+        "model_type": kind.model_type,
+        "kind": {"description": kind.description, "unit": kind.unit,
+                 "test_set": kind.test_set_text, "accuracy": kind.accuracy,
+                 "throughput_unit": f"{kind.units}/s"},
         "settings": {
             "models_dir": str(settings.models_dir), "keras_model": str(settings.keras_model),
             "batch_sizes": list(settings.batch_sizes), "threads": threads,
@@ -342,5 +378,5 @@ def build_report(rows: list[Row], environment: dict, settings: Settings, threads
         },
         "environment": environment,
         "rows": records,
-        "goals": report.compute_goals(records),
+        "goals": report.compute_goals(records, kind),
     }

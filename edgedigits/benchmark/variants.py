@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgedigits import contract
 from edgedigits.errors import UserError
 from edgedigits.runtime import DigitClassifier, get_backend, load_classifier
 
@@ -97,6 +98,7 @@ class Opened:
     model_path: Path
     device: str
     threads: int
+    accept: tuple[str, ...] = (contract.MODEL_TYPE,)
     _throughput: DigitClassifier | None = field(default=None, repr=False)
 
     @property
@@ -106,7 +108,8 @@ class Opened:
     def throughput_classifier(self) -> DigitClassifier:
         if self._throughput is None:
             self._throughput = open_classifier(self.variant, self.model_path, self.device,
-                                               self.threads, hint="throughput")
+                                               self.threads, hint="throughput",
+                                               accept=self.accept)
         return self._throughput
 
     def close(self) -> None:
@@ -121,7 +124,9 @@ def open_classifier(variant: Variant, model_path: Path, device: str, threads: in
                            **dict(variant.options), **options)
 
 
-def open_variant(variant: Variant, model_path: Path, device: str, threads: int) -> Opened:
-    """Load the row's model through the runtime registry, as classify --backend would."""
-    return Opened(open_classifier(variant, model_path, device, threads), variant, model_path,
-                  device, threads)
+def open_variant(variant: Variant, model_path: Path, device: str, threads: int,
+                 accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> Opened:
+    """Load the row's model through the runtime registry, as classify --backend would;
+    ``accept``: the kind of model benchmarked (a model of another kind is a UserError)."""
+    return Opened(open_classifier(variant, model_path, device, threads, accept=accept), variant,
+                  model_path, device, threads, accept)
