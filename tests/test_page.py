@@ -23,6 +23,7 @@ from test_classify import ink_box, overlap, paper_scene, reliable_digits
 from test_serving import Server
 
 from conftest import ROOT
+from edgedigits import contract
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -127,6 +128,13 @@ def browser(camera_video):
 @pytest.fixture
 def page(browser, server):
     """A fresh tab on the page; every request it makes is recorded (the page must be offline)."""
+    tab = open_tab(browser, server)
+    yield tab
+    close_tab(tab, server)
+
+
+def open_tab(browser, server: Server):
+    """A fresh tab on ``server``'s page, recording its requests and JavaScript errors."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     context.grant_permissions(["camera"], origin=address(server))
     tab = context.new_page()
@@ -150,8 +158,12 @@ def page(browser, server):
     tab.on("pageerror", lambda error: tab.problems.append(str(error)))
     tab.goto(address(server) + "/")
     tab.wait_for_function("document.getElementById('server-status').dataset.ready === 'true'")
-    yield tab
-    context.close()
+    return tab
+
+
+def close_tab(tab, server: Server) -> None:
+    """Close the tab's context; fail on JavaScript errors or requests to anywhere but ``server``."""
+    tab.context.close()
     assert not tab.problems, f"JavaScript errors on the page: {tab.problems}"
     outside = [url for url in tab.requests
                if not url.startswith((address(server), "data:", "blob:"))]
@@ -281,7 +293,8 @@ def test_drawn_mnist_digits_show_what_the_server_reads(page, server, digits):
         bars = page.locator(".bar-value").all_inner_texts()
         assert len(bars) == 10 and all(text.endswith("%") for text in bars)
         assert page.locator(".bar.top .bar-digit").inner_text() == shown["prediction"]
-        assert page.evaluate("document.getElementById('seen').naturalWidth") == 28
+        assert page.evaluate("[...document.querySelectorAll('#seen img')]"
+                             ".map((image) => image.naturalWidth)") == [28]
         read_right += api["digit"] == label
     assert read_right >= 2, "the small model should read most traced MNIST digits"
     # Every stroke changed the drawing, yet never more than one request was in flight.
@@ -330,18 +343,23 @@ def test_photo_upload_boxes_the_digit(page, server):
     assert read_right >= 1, "the server should read at least one of the photos right"
 
 
-def test_dropped_photo_is_read(page, server):
-    photo = sorted((PHOTOS / "1").glob("*.jpg"))[0]
-    page.click("#tab-photo")
-    payload = base64.b64encode(photo.read_bytes()).decode("ascii")
-    page.evaluate(
-        """([name, data]) => {
+def drop_file(tab, path: Path, kind: str) -> None:
+    """Drop the file at ``path`` (MIME type ``kind``) on the Photo tab's drop zone."""
+    tab.click("#tab-photo")
+    payload = base64.b64encode(path.read_bytes()).decode("ascii")
+    tab.evaluate(
+        """([name, data, kind]) => {
             const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
             const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            transfer.items.add(new File([bytes], name, { type: kind }));
             document.getElementById("drop").dispatchEvent(
                 new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
-        }""", [photo.name, payload])
+        }""", [path.name, payload, kind])
+
+
+def test_dropped_photo_is_read(page, server):
+    photo = sorted((PHOTOS / "1").glob("*.jpg"))[0]
+    drop_file(page, photo, "image/jpeg")
     shown = settled_answer(page)
     assert shown["prediction"] == (read(server, photo.read_bytes(), multi=True)["number"] or "")
 
@@ -465,6 +483,106 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, digits):
         context.close()
     finally:
         comparing.stop()
+
+
+def seen_images(tab) -> list[dict]:
+    """The images under "what the model saw", once decoded: source and natural size."""
+    tab.wait_for_function("[...document.querySelectorAll('#seen img')]"
+                          ".every((image) => image.complete && image.naturalWidth > 0)")
+    return tab.evaluate("[...document.querySelectorAll('#seen img')].map((image) =>"
+                        " ({src: image.src, size: [image.naturalWidth, image.naturalHeight]}))")
+
+
+def test_lines_read_with_digits_show_number_boxes_and_lines(page, server, digits):
+    """A number reader's answer with digits in it (the tiny one in the test below reads none),
+    given to the page in place of the server's: the number, a box and a list item per
+    detection, bars from each digit's top 3 (no full probabilities), and the two lines."""
+    line = np.zeros((32, 192), np.uint8)
+    line[2:30, 4:32] = cv2.resize(digits[4][0], (28, 28))
+    url = "data:image/png;base64," + base64.b64encode(cv2.imencode(".png", line)[1]).decode()
+    detections = [{"box": [10 + 60 * i, 20, 40, 60], "digit": digit, "confidence": 0.8,
+                   "top3": [{"digit": digit, "confidence": 0.8}, {"digit": 9, "confidence": 0.1},
+                            {"digit": 1, "confidence": 0.05}]}
+                  for i, digit in enumerate((4, 0, 7))]
+    row = {"path": "images[0]", "digit": None, "confidence": 0.8, "top3": [], "error": None,
+           "number": "40 7", "detections": detections, "inference_ms": 2.5,
+           "preprocessed": [url, url]}
+    answer = {"model_name": "digit-reader", "outputs": [
+        {"name": "results", "shape": [1], "datatype": "BYTES", "data": [json.dumps(row)]}]}
+    page.route("**/v2/models/digit-reader/infer", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(answer)))
+    page.set_input_files("[data-testid=file]", str(sorted((PHOTOS / "4").glob("*.jpg"))[0]))
+    shown = settled_answer(page)
+    screenshot(page, "number-reader-answer")
+    assert shown["prediction"] == "40 7" and shown["verdict"] == "3 digits"
+    assert page.locator("[data-testid=detections] li").count() == 3
+    assert green_pixels(page, "photo-view") > 0
+    assert page.locator(".bar-value").all_inner_texts()[4] == "80.0%"
+    assert page.locator(".bar.top .bar-digit").inner_text() == "4"
+    assert [image["size"] for image in seen_images(page)] == [[192, 32], [192, 32]]
+    assert page.inner_text("[data-testid=preprocessed-caption]") == (
+        "The 2 lines the number reader read (192×32 each)")
+
+
+@pytest.mark.slow
+def test_a_number_reader_server_shows_the_lines_it_read(browser, ir_models_dir, number_reader_dir,
+                                                        mnist, tmp_path):
+    """A server started with --number-model reads photos line by line: for a written number
+    (one line, picked) and two numbers one above the other (two lines, dropped), the page shows
+    the API's number and a box per detection, and the lines the number reader saw (192x32
+    each) instead of 28x28 digits. The tiny reader reads little: the checks compare the page
+    with the API, not with the digits written."""
+    from edgedigits.render import written_number
+
+    lines = [written_number(mnist.x_test[start:start + count], np.random.default_rng(seed),
+                            background="plain")
+             for seed, (start, count) in enumerate([(0, 4), (4, 3)])]
+    one = tmp_path / "number.png"
+    cv2.imwrite(str(one), lines[0])
+    width = max(line.shape[1] for line in lines)
+    two = tmp_path / "two-numbers.png"
+    cv2.imwrite(str(two), np.vstack([cv2.copyMakeBorder(line, 0, 0, 0, width - line.shape[1],
+                                                        cv2.BORDER_REPLICATE) for line in lines]))
+    reader_ir = number_reader_dir / contract.IR_DIR / "fp32" / contract.IR_FILE
+    running = Server("--model", str(ir_models_dir), "--number-model", str(reader_ir))
+    try:
+        tab = open_tab(browser, running)
+        for photo, count, give in ((one, 1, "pick"), (two, 2, "drop")):
+            if give == "pick":
+                tab.set_input_files("[data-testid=file]", str(photo))
+            else:
+                drop_file(tab, photo, "image/png")
+            shown = settled_answer(tab)
+            screenshot(tab, f"number-reader-{count}-lines")
+            api = read(running, photo.read_bytes(), multi=True, preprocessed=True,
+                       probabilities=True)
+            assert "probabilities" not in api  # read by lines: the number reader's answer
+            assert len(api["preprocessed"]) == count
+            assert shown["state"] == "done" and shown["error"] == ""
+            assert shown["prediction"] == (api["number"] or "")
+            assert shown["verdict"] == ("no digit" if not api["detections"] else
+                                        f"{len(api['detections'])} digits"
+                                        if len(api["detections"]) > 1 else "")
+            detections = api["detections"] or []
+            assert tab.locator("[data-testid=detections] li").count() == len(detections)
+            assert (green_pixels(tab, "photo-view") > 0) == bool(detections)
+            # What the model saw: the very line images the API returns, at their own shape.
+            seen = seen_images(tab)
+            assert [image["src"] for image in seen] == api["preprocessed"]
+            assert all(image["size"] == [192, 32] for image in seen)
+            caption = tab.inner_text("[data-testid=preprocessed-caption]")
+            assert caption.startswith("The line " if count == 1 else f"The {count} lines ")
+            assert "192×32" in caption
+            box = tab.locator("#seen img").first.bounding_box()
+            assert box["width"] > 4 * box["height"]  # shown as a line, not squeezed square
+        # The drawing pad keeps the digit model: one 28x28 digit, as before.
+        tab.click("#tab-draw")
+        draw(tab, [[(6, 7), (6, 21), (23, 13)]])
+        assert settled_answer(tab)["state"] == "done"
+        assert [image["size"] for image in seen_images(tab)] == [[28, 28]]
+        close_tab(tab, running)
+    finally:
+        assert running.stop() == 0
 
 
 def test_page_files_are_served_with_their_types(server):

@@ -21,7 +21,8 @@
     fps: $("fps"), cameraMs: $("camera-ms"),
     answer: $("answer"), prediction: $("prediction"), verdict: $("verdict"),
     confidence: $("confidence"), timing: $("timing"), error: $("error"),
-    seen: $("seen"), bars: $("bars"), detections: $("detections"),
+    seen: $("seen"), seenFigure: $("seen-figure"), seenCaption: $("seen-caption"),
+    bars: $("bars"), detections: $("detections"),
     compare: $("compare"), compareNote: $("compare-note"), compareTable: $("compare-table"),
   };
 
@@ -60,10 +61,15 @@
     const ready = await OIP.isReady("/v2/health/ready");
     showServer(ready, ready ? "Server ready." : "The server is not ready (see its console).");
     const tensorflow = await OIP.isReady("/v2/models/digits-tf/ready");
+    // With a number reader, photos and camera frames are read line by line, but a comparison
+    // is between the two runtimes of the digit model: it reads them digit by digit.
+    const numberReader = tensorflow && await OIP.isReady("/v2/models/number-reader/ready");
     el.compare.disabled = !tensorflow;
-    el.compareNote.textContent = tensorflow
-      ? "Shows each runtime's digit and inference time for the same preprocessed image."
-      : "TensorFlow is not loaded: start the server with --compare to compare.";
+    el.compareNote.textContent = !tensorflow
+      ? "TensorFlow is not loaded: start the server with --compare to compare."
+      : "Shows each runtime's digit and inference time for the same preprocessed image."
+        + (numberReader ? " Photos and camera frames are then read digit by digit by the digit"
+          + " model, not by the number reader." : "");
     el.compareNote.dataset.available = String(tensorflow);
   }
 
@@ -83,17 +89,18 @@
     return result.detections[0] || null;
   }
 
-  // What the server adds per digit (`preprocessed`, `probabilities`): one value for a single
-  // reading, a list in the detections' order for a multi reading.
-  function extra(result, reading, key) {
-    if (!result.detections) return result[key] ?? null;
-    const values = result[key];
+  // All ten probabilities of a reading, when the server sent them: one vector for a single
+  // reading, a list in the detections' order for a multi reading. A multi reading by a number
+  // reader has none (its digits come from whole lines).
+  function fullProbabilities(result, reading) {
+    if (!result.detections) return result.probabilities ?? null;
+    const values = result.probabilities;
     return Array.isArray(values) ? values[result.detections.indexOf(reading)] ?? null : null;
   }
 
-  // Ten probabilities: the server's full vector, else (an older server) what top3 tells.
+  // Ten probabilities: the server's full vector, else what top3 tells.
   function probabilities(result, reading) {
-    const all = extra(result, reading, "probabilities");
+    const all = fullProbabilities(result, reading);
     if (Array.isArray(all) && all.length === 10) return all;
     const known = new Array(10).fill(0);
     for (const { digit, confidence } of reading.top3 || []) known[digit] = confidence;
@@ -119,6 +126,48 @@
       row.classList.toggle("top", Boolean(reading) && digit === reading.digit);
       row.setAttribute("aria-label", `${digit}: ${value === null ? "no answer" : percent(value)}`);
     });
+  }
+
+  // A PNG data URL's width and height, read from its header (the IHDR chunk, bytes 16 to 23).
+  function pngSize(url) {
+    try {
+      const start = url.indexOf(",") + 1;
+      const bytes = atob(url.slice(start, start + 32));
+      const word = (at) => ((bytes.charCodeAt(at) << 24) | (bytes.charCodeAt(at + 1) << 16)
+        | (bytes.charCodeAt(at + 2) << 8) | bytes.charCodeAt(at + 3)) >>> 0;
+      return { width: word(16), height: word(20) };
+    } catch (_) {
+      return { width: 0, height: 0 };
+    }
+  }
+
+  // What the model saw (`preprocessed`): the 28x28 digit of a single reading; the 28x28 digits
+  // of a multi reading, left to right; or, from a server with a number reader, each line of
+  // writing it read (192x32), top to bottom, also when it found no digit in them.
+  function showSeen(result) {
+    const value = result ? result.preprocessed : null;
+    const urls = (Array.isArray(value) ? value : [value]).filter((url) => typeof url === "string");
+    el.seenFigure.hidden = urls.length === 0;
+    el.seen.replaceChildren();
+    if (urls.length === 0) return;
+    const { width, height } = pngSize(urls[0]);
+    const lines = width !== height;
+    const size = width && height ? `${width}×${height}` : "";
+    el.seen.className = `seen-images ${lines ? "lines" : "digits"}${urls.length > 1 ? " several" : ""}`;
+    urls.forEach((url, i) => {
+      const image = document.createElement("img");
+      image.src = url;
+      image.alt = lines ? `Line ${i + 1} as the number reader saw it` : `Digit ${i + 1} as the model saw it`;
+      el.seen.append(image);
+    });
+    const several = urls.length > 1;
+    if (lines) {
+      const what = several ? `${urls.length} lines` : "line";
+      el.seenCaption.textContent = `The ${what} the number reader read${size ? ` (${size}${several ? " each" : ""})` : ""}`;
+    } else {
+      const what = several ? `${urls.length} ${size} images` : `${size} image`;
+      el.seenCaption.textContent = `The ${what.trim()} the model saw${several ? ", left to right" : ""}`;
+    }
   }
 
   function showDetections(result) {
@@ -161,7 +210,7 @@
       el.verdict.textContent = answer.error ? "no answer" : PROMPTS[mode];
       el.confidence.textContent = "–";
       el.timing.textContent = "";
-      el.seen.hidden = true;
+      showSeen(null);
       showBars(null, null);
       showDetections(null);
       showCompare(null);
@@ -180,9 +229,7 @@
     const serverMs = result.inference_ms;
     el.timing.textContent = serverMs === undefined ? ""
       : `Inference ${milliseconds(serverMs)} on the server; ${milliseconds(answer.roundTripMs)} round trip.`;
-    const image = reading && extra(result, reading, "preprocessed");
-    el.seen.hidden = !image;
-    if (image) el.seen.src = image;
+    showSeen(result);
     showBars(result, reading);
     showDetections(result);
     showCompare(result);
