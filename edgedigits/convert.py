@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edgedigits import __version__, cli, contract
+from edgedigits import __version__, cli, contract, kinds
 from edgedigits.contract import (
     IMAGE_SHAPE,
     check_signature,
@@ -88,17 +88,17 @@ METADATA_KEYS = (
 
 @dataclass(frozen=True)
 class Task:
-    """What conversion checks for one kind of model (``contract.SHAPES``): the data it runs,
-    how a reading is scored and when two readings agree."""
+    """What conversion does differently for one kind of model (``contract.SHAPES``); the test
+    set and how outputs become answers are the benchmark's too (:mod:`edgedigits.kinds`)."""
 
     model_type: str
-    unit: str  # what one input is: "images", "lines"
     polarity: str
     output_kind: str
-    test_set: Callable  # mnist -> (uint8 inputs (N, H, W), labels): from MNIST test digits
     calibration: Callable  # (pool images, pool labels, size) -> uint8 (size, H, W, 1)
-    score: Callable  # (probabilities, labels) -> accuracy
-    agree: Callable  # (reference probabilities, candidate probabilities) -> fraction agreeing
+
+    @property
+    def kind(self) -> kinds.Kind:
+        return kinds.kind_of(self.model_type)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -108,22 +108,15 @@ class Task:
     def output_shape(self) -> tuple[int, ...]:
         return contract.SHAPES[self.model_type][1]
 
+    def test_set(self, mnist) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 inputs (N, H, W, 1) from MNIST *test* digits and their answers."""
+        return self.kind.test_set(mnist, None)
 
-def _top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
-    return float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean())
+    def score(self, probabilities: np.ndarray, answers: np.ndarray) -> float:
+        return float(np.mean(self.kind.answers(probabilities) == answers))
 
-
-def _decoded(probabilities: np.ndarray) -> list[str]:
-    from edgedigits import sequence
-
-    return [sequence.decode(steps).number for steps in probabilities]
-
-
-def _line_test_set(mnist) -> tuple[np.ndarray, list[str]]:
-    from edgedigits.sequence_training import render_lines
-
-    return render_lines(mnist.x_test, mnist.y_test, PARITY_IMAGES, seed=CALIBRATION_SEED,
-                        log=lambda _: None)
+    def agree(self, reference: np.ndarray, candidate: np.ndarray) -> float:
+        return float(np.mean(self.kind.answers(reference) == self.kind.answers(candidate)))
 
 
 def _line_calibration(x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.ndarray:
@@ -135,21 +128,14 @@ def _line_calibration(x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.n
 
 TASKS = {
     contract.MODEL_TYPE: Task(
-        contract.MODEL_TYPE, "images", "white digit on black background (MNIST)",
+        contract.MODEL_TYPE, "white digit on black background (MNIST)",
         "softmax probabilities over the digits 0-9",
-        test_set=lambda mnist: (mnist.x_test, mnist.y_test),
-        calibration=lambda x_pool, y_pool, size: choose_calibration_images(x_pool, size),
-        score=lambda probabilities, labels: float((probabilities.argmax(1) == labels).mean()),
-        agree=_top1_agreement),
+        calibration=lambda x_pool, y_pool, size: choose_calibration_images(x_pool, size)),
     contract.NUMBER_READER: Task(
-        contract.NUMBER_READER, "lines",
+        contract.NUMBER_READER,
         "one line of digits, white on black, 24 of the 32 rows high, left-aligned",
         "per step (4 columns) softmax over the digits 0-9 and the CTC blank (class 10)",
-        test_set=_line_test_set, calibration=_line_calibration,
-        score=lambda probabilities, texts: float(np.mean(
-            [a == b for a, b in zip(_decoded(probabilities), texts, strict=True)])),
-        agree=lambda reference, candidate: float(np.mean(
-            [a == b for a, b in zip(_decoded(reference), _decoded(candidate), strict=True)]))),
+        calibration=_line_calibration),
 }
 
 
@@ -534,11 +520,12 @@ class Parity:
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray,
-            agree: Callable[[np.ndarray, np.ndarray], float] = _top1_agreement) -> Parity:
+            agree: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Parity:
     """Agreement (top-1 for [n, 10] probability arrays; ``agree`` says for other models) and
     the largest absolute difference of two probability arrays."""
     if reference.shape != candidate.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
+    agree = agree or TASKS[contract.MODEL_TYPE].agree
     return Parity(len(reference), agree(reference, candidate),
                   float(np.abs(reference - candidate).max()))
 
@@ -621,7 +608,8 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
                         f"{contract.DESCRIPTIONS[task.model_type]}")
     test_inputs, test_labels = task.test_set(mnist)
     parity_images = test_inputs[:PARITY_IMAGES]
-    reference = source.predict(parity_images[..., None].astype(np.float32) / 255.0)
+    reference = source.predict(parity_images.reshape(-1, *task.input_shape).astype(np.float32)
+                               / 255.0)
     check_probabilities(reference, input_path)
 
     core = ov.Core()
@@ -666,8 +654,8 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             quantization = ""
             if variant == "int8":
                 calibration_images = task.calibration(x_pool, y_pool, options.calibration_size)
-                log(f"int8: calibrating on {len(calibration_images)} {task.unit} of MNIST "
-                    "training digits")
+                log(f"int8: calibrating on {len(calibration_images)} {task.kind.units} of "
+                    "MNIST training digits")
                 model, quantization = quantize_int8(
                     model, calibration_images, (x_val, y_val), options.max_drop, options.verbose
                 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edgedigits import numbers, render, segment
+from edgedigits import numbers, preprocess, render, segment
 from edgedigits.segment import Box
 
 LINE_HEIGHT = 32
@@ -119,8 +119,6 @@ def find_lines(image: np.ndarray, dark_ink: bool | None = None,
                detect_side: int | None = None, max_lines: int | None = None) -> list[Line]:
     """The lines of digits in ``image`` (any array :func:`preprocess.to_grayscale` accepts),
     top to bottom, each normalised for the number reader."""
-    from edgedigits import preprocess
-
     found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
     if not found.groups:
         return []

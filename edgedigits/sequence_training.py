@@ -27,7 +27,7 @@ ARCH = "number-reader"
 class NumberReaderConfig:
     lines: int = 30_000  # training lines rendered
     validation_lines: int = 2_000
-    epochs: int = 8
+    epochs: int = 7
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 42

@@ -292,7 +292,7 @@ def _steps(number: str) -> np.ndarray:
 
 def test_number_reader_answers_are_decoded_numbers_and_only_its_int8_goal_is_judged():
     from edgedigits import contract
-    from edgedigits.benchmark.kinds import kind_of
+    from edgedigits.kinds import kind_of
 
     kind = kind_of(contract.NUMBER_READER)
     answers = kind.answers(np.stack([_steps("1123"), _steps(""), _steps("70")]))
@@ -318,7 +318,7 @@ def test_number_reader_answers_are_decoded_numbers_and_only_its_int8_goal_is_jud
 @pytest.mark.slow
 def test_a_number_reader_is_benchmarked_on_lines(number_reader_dir, mnist, tmp_path):
     from edgedigits import contract, runtime
-    from edgedigits.benchmark.kinds import LINE_SEED, kind_of
+    from edgedigits.kinds import LINE_SEED, kind_of
     from edgedigits.sequence_training import render_lines
 
     output = tmp_path / "out"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits.benchmark.kinds import kind_of
 from edgedigits.benchmark.measure import (
     Effort,
     measure_latency,
@@ -25,6 +24,7 @@ from edgedigits.benchmark.measure import (
 )
 from edgedigits.benchmark.variants import VARIANTS_BY_NAME, import_runtime, open_variant
 from edgedigits.errors import UserError
+from edgedigits.kinds import kind_of
 
 
 def _progress(message: str) -> None:

@@ -26,10 +26,10 @@ import numpy as np
 
 from edgedigits import contract
 from edgedigits.benchmark import report
-from edgedigits.benchmark.kinds import PEERS_NOTE, Kind, kind_of
 from edgedigits.benchmark.measure import FULL, QUICK, Effort
 from edgedigits.benchmark.variants import PEERS_INSTALL_HINT, VARIANTS_BY_NAME, Row, Variant
 from edgedigits.errors import UserError
+from edgedigits.kinds import PEERS_NOTE, Kind, kind_of
 from edgedigits.tensorflow_backend import check_keras_archive
 
 

@@ -1,9 +1,10 @@
-"""What differs between the kinds of model the benchmark measures (contract.SHAPES): the test
-set, how a model's output becomes one answer per input, the words the report uses, the goals.
+"""What differs between the kinds of model (contract.SHAPES) where conversion and the
+benchmark check them: the test set, how a model's output becomes one answer per input, the
+words reports use, the goals.
 
-Everything else (rows, processes, latency, throughput, memory, agreement with Keras) is one code
-path for every kind: answers are compared with ``==`` (digits for the digit classifier, decoded
-strings for the number reader), so accuracy and agreement need no kind of their own.
+Everything else (rows, processes, latency, throughput, memory, agreement with Keras, parity) is
+one code path for every kind: answers are compared with ``==`` (digits for the digit classifier,
+decoded strings for the number reader), so accuracy and agreement need no kind of their own.
 """
 
 from __future__ import annotations
