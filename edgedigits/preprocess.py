@@ -204,9 +204,11 @@ def to_mnist_format(image: np.ndarray, dark_ink: bool | None = None) -> np.ndarr
     """
     gray = shrink(to_grayscale(image))
     mask = ink_mask(gray, dark_ink)
-    if mask is not None and min(gray.shape) >= FLATTEN_MIN_SIDE and touches_border(mask):
+    if mask is not None and max(gray.shape) >= FLATTEN_MIN_SIDE and touches_border(mask):
         # A tight crop (a box cut from a form, a close webcam ROI): the ink fills the image,
         # so the paper's level and the ink's side are misjudged. Give it the margin it lacks.
+        # A tight '1' is narrow (73x20): judged by its long side, it is a crop, not a scan
+        # (tight crops of mnist-paper, robust FP32: 90.9 -> 93.7 %; the other sets unchanged).
         # (Small scans are thresholded as they are: semeion and optdigits read worse padded.)
         padded = ink_mask(with_margin(gray), dark_ink)
         if padded is not None:
