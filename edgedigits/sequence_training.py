@@ -9,7 +9,9 @@ validation lines come from the held-out training digits, so the MNIST test digit
 
 from __future__ import annotations
 
+import contextlib
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -105,36 +107,46 @@ def string_accuracy(predicted: list[str], expected: list[str]) -> float:
     return sum(p == e for p, e in zip(predicted, expected, strict=True)) / max(1, len(expected))
 
 
-def _make_lines(job: tuple[np.ndarray, np.ndarray, int, int]) -> tuple[np.ndarray, list[str]]:
-    images, labels, count, seed = job
-    return sequence.synthetic_lines(images, labels, count, seed)
+_worker_digits: tuple[np.ndarray, np.ndarray] | None = None  # set once in each worker
+
+
+def _keep_digits(images: np.ndarray, labels: np.ndarray) -> None:
+    global _worker_digits
+    _worker_digits = (images, labels)
+
+
+def _make_lines(job: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    count, seed = job
+    return sequence.synthetic_lines(*_worker_digits, count, seed)
 
 
 def render_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
                  workers: int = 0, log: Callable[[str], None] = print
                  ) -> tuple[np.ndarray, list[str]]:
-    """``count`` synthetic lines made in ``workers`` processes (0: one per core), in chunks so
-    progress shows; the same seed gives the same lines."""
+    """``count`` synthetic lines made in ``workers`` processes (0: one per core), in chunks of
+    1,000 so progress shows; the same seed gives the same lines, whatever the workers.
+
+    Workers are spawned, not forked (TensorFlow's threads may be running in this process), and
+    get the digits once each, not with every chunk."""
     workers = workers or os.cpu_count() or 1
     chunk = 1000
-    jobs = [(images, labels, min(chunk, count - start), seed * 100_003 + start)
+    jobs = [(min(chunk, count - start), seed * 100_003 + start)
             for start in range(0, count, chunk)]
     pixels, texts = [], []
     started = time.perf_counter()
-    if workers == 1 or len(jobs) == 1:
-        results = map(_make_lines, jobs)
-    else:
-        pool = ProcessPoolExecutor(workers)
-        results = pool.map(_make_lines, jobs)
-    try:
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(jobs) > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_keep_digits, initargs=(images, labels)))
+            results = pool.map(_make_lines, jobs)
+        else:
+            results = (sequence.synthetic_lines(images, labels, n, s) for n, s in jobs)
         for made in results:
             pixels.append(made[0])
             texts += made[1]
             log(f"  lines rendered: {len(texts):,}/{count:,} "
                 f"({time.perf_counter() - started:.0f} s)")
-    finally:
-        if workers != 1 and len(jobs) != 1:
-            pool.shutdown()
     return np.concatenate(pixels), texts
 
 
