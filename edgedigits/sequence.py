@@ -36,8 +36,11 @@ BLANK = 10  # the CTC blank: the model's eleventh class
 NUM_CLASSES = 11
 # Longest number a line holds in training (and the longest label a model file declares).
 MAX_DIGITS = 10
-# Groups share a line when they overlap vertically by this fraction of the shorter one.
+# Groups share a line when they overlap vertically by this fraction of the shorter one ...
 SAME_LINE = 0.5
+# ... and stand closer than this many line heights apart (farther: two numbers on one row;
+# the reader is trained on gaps up to 0.7 of a digit's width).
+LINE_GAP = 1.5
 
 
 @dataclass
@@ -118,7 +121,7 @@ def choose(lines: Lines, probabilities: np.ndarray) -> numbers.NumberReading:
 def find_lines(image: np.ndarray, dark_ink: bool | None = None,
                detect_side: int | None = None, max_lines: int | None = None) -> list[Line]:
     """The lines of digits in ``image`` (any array :func:`preprocess.to_grayscale` accepts),
-    top to bottom, each normalised for the number reader."""
+    in reading order, each normalised for the number reader."""
     found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
     if not found.groups:
         return []
@@ -127,10 +130,11 @@ def find_lines(image: np.ndarray, dark_ink: bool | None = None,
         dark_ink = found.dark_ink
     boxes = [found.to_input(box) for _, box in found.groups]
     rows = group_rows(boxes)
-    if max_lines is not None:
-        rows = sorted(rows, key=lambda row: -sum(b[2] * b[3] for b in row))[:max_lines]
+    if max_lines is not None and len(rows) > max_lines:  # the largest, in reading order
+        largest = sorted(range(len(rows)), key=lambda k: -sum(b[2] * b[3] for b in rows[k]))
+        rows = [rows[k] for k in sorted(largest[:max_lines])]
     lines = []
-    for row in sorted(rows, key=lambda row: min(b[1] for b in row)):
+    for row in rows:
         box = _union(row)
         pixels, scale, left = line_input(gray, box, dark_ink)
         lines.append(Line(box, pixels, scale, left, sorted(row)))
@@ -138,8 +142,29 @@ def find_lines(image: np.ndarray, dark_ink: bool | None = None,
 
 
 def group_rows(boxes: list[Box]) -> list[list[Box]]:
-    """Boxes sharing a row (overlapping vertically by SAME_LINE of the shorter), tallest
-    first; a small mark (a separator, a speck) joins the row it sits in."""
+    """Boxes sharing a row (overlapping vertically by SAME_LINE of the shorter) and standing
+    within LINE_GAP row heights of each other; a small mark (a separator, a speck) joins the
+    row it sits in. Rows top to bottom, a row's lines left to right."""
+    rows = sorted(_rows(boxes), key=lambda row: min(box[1] for box in row))
+    return [part for row in rows for part in _split_at_gaps(row)]
+
+
+def _split_at_gaps(row: list[Box]) -> list[list[Box]]:
+    height = max(box[3] for box in row)
+    parts: list[list[Box]] = []
+    right = None
+    for box in sorted(row):
+        if right is None or box[0] - right > LINE_GAP * height:
+            parts.append([])
+        parts[-1].append(box)
+        right = box[0] + box[2] if right is None else max(right, box[0] + box[2])
+    # a mark left alone by a gap (a separator, a speck) is no line of its own
+    return [part for part in parts
+            if max(box[3] for box in part) >= segment.SEPARATOR_HEIGHT * height]
+
+
+def _rows(boxes: list[Box]) -> list[list[Box]]:
+    """Boxes sharing a row, tallest first."""
     rows: list[list[Box]] = []
     spans: list[list[int]] = []  # each row's [top, bottom]
     for box in sorted(boxes, key=lambda b: -b[3]):

@@ -59,6 +59,18 @@ def test_two_rows_of_digits_are_two_lines(mnist):
     assert lines[0].box[1] < lines[1].box[1]  # top to bottom
 
 
+def test_two_numbers_far_apart_on_one_row_are_two_lines(mnist):
+    left = _number_photo(mnist, range(40, 43), seed=4)
+    right = _number_photo(mnist, range(50, 53), seed=5)
+    height = max(left.shape[0], right.shape[0])
+    row = np.full((height, left.shape[1] + 400 + right.shape[1]), 200, np.uint8)
+    row[: left.shape[0], : left.shape[1]] = left
+    row[: right.shape[0], left.shape[1] + 400 :] = right
+    lines = sequence.find_lines(row)
+    assert len(lines) == 2
+    assert lines[0].box[0] + lines[0].box[2] < left.shape[1] + 400 <= lines[1].box[0]
+
+
 def test_group_rows_keeps_a_small_separator_in_its_row():
     digits = [(0, 100, 30, 50), (40, 102, 30, 48), (80, 98, 30, 52)]
     comma = (72, 140, 5, 10)  # low on the line, small
