@@ -45,6 +45,8 @@ class Server:
     """``python infer/serve.py ...`` on free ports; waits for its ready line."""
 
     def __init__(self, *args: str, env: dict | None = None, timeout: float = 120) -> None:
+        if "--number-model" not in args:  # not whatever ./models/number-reader holds here
+            args = (*args, "--number-model", "none")
         self.http_port, self.grpc_port = free_port(), free_port()
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / SCRIPT), "--http-port", str(self.http_port),
