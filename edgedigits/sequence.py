@@ -125,7 +125,11 @@ def find_lines(image: np.ndarray, dark_ink: bool | None = None,
     found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
     if not found.groups:
         return []
-    gray = preprocess.to_grayscale(np.asarray(image))
+    image = np.asarray(image)
+    # uint8 gray or BGR converts pixel by pixel: convert only the lines (a webcam frame's
+    # whole-frame conversion was ~0.12 ms of its ~2.5); alpha and float images are judged whole
+    per_pixel = image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3))
+    source = image if per_pixel else preprocess.to_grayscale(image)
     if dark_ink is None:
         dark_ink = found.dark_ink
     boxes = [found.to_input(box) for _, box in found.groups]
@@ -136,7 +140,7 @@ def find_lines(image: np.ndarray, dark_ink: bool | None = None,
     lines = []
     for row in rows:
         box = _union(row)
-        pixels, scale, left = line_input(gray, box, dark_ink)
+        pixels, scale, left = line_input(source, box, dark_ink)
         lines.append(Line(box, pixels, scale, left, sorted(row)))
     return lines
 
@@ -180,8 +184,9 @@ def _rows(boxes: list[Box]) -> list[list[Box]]:
     return rows
 
 
-def line_input(gray: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray, float, int]:
-    """The model's input for the line of ink at ``box`` in ``gray``: (LINE_HEIGHT, LINE_WIDTH)
+def line_input(image: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray, float, int]:
+    """The model's input for the line of ink at ``box`` in ``image`` (gray, or uint8 BGR
+    converted here, crop only): (LINE_HEIGHT, LINE_WIDTH)
     uint8, white ink on black; the input pixels per column; the input column of column 0.
 
     The box grows by a margin (strokes the segmentation missed), is scaled so the line's height
@@ -191,9 +196,9 @@ def line_input(gray: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray, 
     x, y, w, h = box
     margin = LINE_HEIGHT - INK_HEIGHT
     pad = round(h * margin / INK_HEIGHT / 2)
-    top, bottom = max(0, y - pad), min(gray.shape[0], y + h + pad)
-    left, right = max(0, x - pad), min(gray.shape[1], x + w + pad)
-    crop = gray[top:bottom, left:right]
+    top, bottom = max(0, y - pad), min(image.shape[0], y + h + pad)
+    left, right = max(0, x - pad), min(image.shape[1], x + w + pad)
+    crop = preprocess.to_grayscale(image[top:bottom, left:right])
     if not dark_ink:
         crop = 255 - crop
     scale = max(h / INK_HEIGHT, crop.shape[1] / LINE_WIDTH, 1e-6)
@@ -215,26 +220,22 @@ def line_input(gray: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray, 
 
 def decode(probabilities: np.ndarray) -> Reading:
     """Greedy CTC decoding of one line's (STEPS, 11) probabilities: the best class per step,
-    repeats merged, blanks dropped."""
+    repeats merged, blanks dropped. A digit held over several steps is placed at its most
+    confident one."""
     best = probabilities.argmax(axis=1)
-    digits, confidences, steps, rows = [], [], [], []
-    previous = BLANK
+    steps: list[int] = []
     for step, label in enumerate(best):
-        if label != BLANK and label != previous:
-            digits.append(str(label))
-            confidences.append(float(probabilities[step, label]))
+        if label == BLANK:
+            continue
+        if step > 0 and best[step - 1] == label:
+            if probabilities[step, label] > probabilities[steps[-1], label]:
+                steps[-1] = step
+        else:
             steps.append(step)
-            row = probabilities[step, :BLANK]
-            rows.append(row / max(float(row.sum()), 1e-12))
-        elif label != BLANK and label == previous:
-            # the same digit held over several steps: keep its most confident step
-            confidence = float(probabilities[step, label])
-            if confidence > confidences[-1]:
-                confidences[-1], steps[-1] = confidence, step
-                row = probabilities[step, :BLANK]
-                rows[-1] = row / max(float(row.sum()), 1e-12)
-        previous = label
-    return Reading("".join(digits), confidences, steps, rows)
+    rows = [probabilities[step, :BLANK] / max(float(probabilities[step, :BLANK].sum()), 1e-12)
+            for step in steps]
+    return Reading("".join(str(best[step]) for step in steps),
+                   [float(probabilities[step, best[step]]) for step in steps], steps, rows)
 
 
 def digit_boxes(line: Line, reading: Reading) -> list[Box]:

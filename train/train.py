@@ -170,7 +170,6 @@ def _train_number_reader(args, stack: contextlib.ExitStack) -> int:
     import keras
 
     from edgedigits.sequence_training import (
-        NumberReaderConfig,
         read_lines,
         render_lines,
         string_accuracy,
