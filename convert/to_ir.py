@@ -14,7 +14,9 @@ from pathlib import Path
 
 from edgedigits import cli, contract
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, quiet_tensorflow, run
-from edgedigits.convert import (  # imports OpenVINO only; TensorFlow is loaded later, quietly
+
+# imports OpenVINO only; TensorFlow is loaded later, quietly
+from edgedigits.conversion.convert import (
     DEFAULT_CALIBRATION_SIZE,
     ConversionOptions,
     ParityError,

@@ -15,7 +15,7 @@ The Python API (imported on first use, so ``import edgedigits`` stays light)::
 import os
 
 # OpenCV reads these once, when it loads: set them before any module imports cv2. The pixel
-# limit backs up edgedigits.decode's header checks; OpenCV's own log lines ("[ WARN:0@0.17]
+# limit backs up edgedigits.image.decode's header checks; OpenCV's own log lines ("[ WARN:0@0.17]
 # ... buffer is incomplete") would repeat, without the file's name, what a UserError says.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))  # decode.MAX_IMAGE_PIXELS
 os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
@@ -24,8 +24,8 @@ __version__ = "0.1.0"
 
 CLASS_LABELS = tuple(str(digit) for digit in range(10))
 
-_API = {"DigitReader": "edgedigits.reader", "Reading": "edgedigits.reader",
-        "Digit": "edgedigits.reader", "load_classifier": "edgedigits.runtime",
+_API = {"DigitReader": "edgedigits.reading.reader", "Reading": "edgedigits.reading.reader",
+        "Digit": "edgedigits.reading.reader", "load_classifier": "edgedigits.runtime",
         "DigitClassifier": "edgedigits.runtime"}
 __all__ = ["CLASS_LABELS", "__version__", *_API]
 

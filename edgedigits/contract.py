@@ -61,8 +61,8 @@ IMAGE_SIZE = 28
 NUM_CLASSES = len(LABELS)
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
-# The number reader (edgedigits.sequence): one line of handwritten digits, white on black,
-# scaled to 32 rows and padded to 192 columns, in; per output step (4 columns each) the
+# The number reader (edgedigits.tasks.number_reader): one line of handwritten digits, white
+# on black, scaled to 32 rows and padded to 192 columns, in; per output step (4 columns each) the
 # softmax over the digits 0-9 and the CTC blank out. Same input name, element type, layout and
 # scaling as the digit classifier; read by a CTC decoder, not an argmax.
 NUMBER_READER = "number-reader"

@@ -7,7 +7,7 @@
 The generated video holds 1-4 MNIST test digits per frame, drawn dark onto paper with a
 lighting gradient and grain and drifting across the page (needs MNIST: $MNIST_DIR). Each
 repeat runs exactly what ``webcam.py --source VIDEO --no-display --jsonl out.jsonl`` runs
-(edgedigits.video: capture thread, segmentation, AsyncInferQueue), in this process, and
+(edgedigits.video.pipeline: capture thread, segmentation, AsyncInferQueue), in this process, and
 reports the rate the summary reports: frames delivered / seconds from the first frame to the
 last. Model loading is outside the timing; video decoding is inside it.
 
@@ -27,18 +27,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import cli, render, runtime, video
+from edgedigits import cli, runtime
 from edgedigits.cli import ArgumentParser, positive_int, run
-from edgedigits.data import load_mnist
+from edgedigits.data import render
+from edgedigits.data.mnist import load_mnist
 from edgedigits.errors import UserError
 from edgedigits.files import write_json
+from edgedigits.video import pipeline as video
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 DIGIT_SIDE = 110
 
 
 def make_video(path: Path, frames: int, seed: int = 0, data_dir: str | None = None) -> Path:
-    """A 640x480 mp4 of 1-4 handwritten digits per frame on paper (edgedigits.render)."""
+    """A 640x480 mp4 of 1-4 handwritten digits per frame on paper (edgedigits.data.render)."""
     mnist = load_mnist(data_dir)
     rng = np.random.default_rng(seed)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))

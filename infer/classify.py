@@ -6,9 +6,9 @@
     python infer/classify.py --eval labelled/ --output report/   # DIR/<digit>/*.jpg -> accuracy
     python infer/classify.py --eval numbers/    # DIR/labels.csv (file,number) -> string accuracy
 
-Steps: find the images -> read and normalise each to MNIST format (edgedigits.classify, in
+Steps: find the images -> read and normalise each to MNIST format (edgedigits.reading.classify, in
 parallel threads) -> one batched inference (edgedigits.runtime) -> print. --eval runs the same
-on a labelled folder and reports accuracy (edgedigits.evaluate).
+on a labelled folder and reports accuracy (edgedigits.reading.evaluate).
 Exit status: 0 all read; 1 some inputs failed (each says why in its row); 2 nothing could be
 read, or a bad flag/model/device (one line on stderr).
 """
@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from edgedigits import classify, contract, evaluate, runtime
+from edgedigits import contract, runtime
 from edgedigits.cli import ArgumentParser, run
 from edgedigits.errors import UserError
 from edgedigits.files import ensure_writable_dir
+from edgedigits.reading import classify, evaluate
 
 EXIT_SOME_FAILED = 1
 EXIT_ALL_FAILED = 2

@@ -15,7 +15,7 @@ crops each to its ink (tight crops), ``-faint`` leaves its ink only 30-70 grey l
 than the paper (pencil), ``-faint-small`` does both and shrinks it to 28x28.
 ``numbers`` writes whole
 numbers of 3-6 MNIST *test* digits written fast (touching or overlapping, slanted, separators,
-ruled lines, form boxes, printed patterns; edgedigits.render.written_number) photographed the
+ruled lines, form boxes, printed patterns; edgedigits.data.render.written_number) photographed the
 same way, as OUTDIR/number-*.png and OUTDIR/labels.csv (file,number); --eval reads numbers there.
 """
 
@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits import evalsets, render
 from edgedigits.cli import ArgumentParser, positive_int, run
-from edgedigits.data import load_mnist
+from edgedigits.data import evalsets, load_mnist, render
 
 
 def load_mnist_paper(folder: Path, count: int,

@@ -28,7 +28,7 @@ STARTED = time.perf_counter()
 # 2-core CPU, two requests each: one computes while the next is filled).
 ASYNC_JOBS = 4
 
-from edgedigits import contract, runtime  # noqa: E402  (the clock above includes every import)
+from edgedigits import contract, runtime  # noqa: E402
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
 from edgedigits.serving import server  # noqa: E402

@@ -6,7 +6,7 @@
     python infer/webcam.py --compare                         # TensorFlow beside OpenVINO
 
 Steps: check flags and outputs -> load the classifier(s) -> open the source -> run the frame
-pipeline (edgedigits.video.run_source: capture thread, segmentation and number reading,
+pipeline (edgedigits.video.pipeline.run_source: capture thread, segmentation and number reading,
 AsyncInferQueue, in-order delivery) -> print the summary.
 Keys in the window: q/Esc quit, s save a snapshot, space pause.
 Exit status: 0 when a file finished (also with --realtime) or you quit, 1 when a live
@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgedigits import cli, contract, runtime, video
+from edgedigits import cli, contract, runtime
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, run
 from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir, write_json
+from edgedigits.video import pipeline as video
 
 
 def build_parser() -> ArgumentParser:

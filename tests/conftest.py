@@ -13,7 +13,7 @@ import pytest
 
 from edgedigits import contract
 from edgedigits.cli import quiet_tensorflow
-from edgedigits.data import load_mnist
+from edgedigits.data.mnist import load_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def small_model_dir(tmp_path_factory, mnist) -> Path:
     import keras
 
     from edgedigits.files import write_json
-    from edgedigits.models import build_model
+    from edgedigits.training.architectures import build_model
 
     folder = tmp_path_factory.mktemp("models")
     model = build_model("tutorial", seed=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedigits.augment import augment_batch
-from edgedigits.training import make_dataset
+from edgedigits.data.augment import augment_batch
+from edgedigits.training.loop import make_dataset
 
 
 @pytest.fixture(scope="module")

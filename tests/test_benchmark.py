@@ -279,7 +279,7 @@ NUMBER_READER_ROWS = ("tf-predict", "tf-function", "ov-fp32", "ov-fp32-default",
 def _steps(number: str) -> np.ndarray:
     """(48, 11) probabilities a CTC model would give for ``number``: each digit held two
     steps, a blank between digits, blanks after."""
-    from edgedigits import sequence
+    from edgedigits.tasks import number_reader as sequence
 
     best = []
     for digit in number:
@@ -292,7 +292,7 @@ def _steps(number: str) -> np.ndarray:
 
 def test_number_reader_answers_are_decoded_numbers_and_only_its_int8_goal_is_judged():
     from edgedigits import contract
-    from edgedigits.kinds import kind_of
+    from edgedigits.tasks.kinds import kind_of
 
     kind = kind_of(contract.NUMBER_READER)
     answers = kind.answers(np.stack([_steps("1123"), _steps(""), _steps("70")]))
@@ -318,8 +318,8 @@ def test_number_reader_answers_are_decoded_numbers_and_only_its_int8_goal_is_jud
 @pytest.mark.slow
 def test_a_number_reader_is_benchmarked_on_lines(number_reader_dir, mnist, tmp_path):
     from edgedigits import contract, runtime
-    from edgedigits.kinds import LINE_SEED, kind_of
-    from edgedigits.sequence_training import render_lines
+    from edgedigits.tasks.kinds import LINE_SEED, kind_of
+    from edgedigits.training.number_reader import render_lines
 
     output = tmp_path / "out"
     result = run_command(SCRIPT, "--quick", "--model", str(number_reader_dir), "--batch-sizes",

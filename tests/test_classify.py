@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_command
 from edgedigits import contract, runtime
-from edgedigits.render import ink_box, paper_scene
+from edgedigits.data.render import ink_box, paper_scene
 
 SCRIPT = "infer/classify.py"
 

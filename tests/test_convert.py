@@ -21,7 +21,7 @@ import pytest
 from conftest import run_command
 from edgedigits import contract
 from edgedigits.contract import read_metadata
-from edgedigits.convert import (
+from edgedigits.conversion.convert import (
     METADATA_KEYS,
     PARITY_IMAGES,
     ConversionOptions,

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from edgedigits.data import load_mnist, read_idx
+from edgedigits.data.mnist import load_mnist, read_idx
 from edgedigits.errors import UserError
 
 RNG = np.random.default_rng(0)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import run_command
-from edgedigits import evalsets, preprocess
+from edgedigits.data import evalsets
 from edgedigits.errors import UserError
+from edgedigits.image import preprocess
 
 # $OOD_DIR, else ../shared/data/ood beside the checkout (a git worktree lives elsewhere)
 OOD = Path(os.environ.get("OOD_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgedigits.errors import UserError
-from edgedigits.models import ARCHITECTURES, build_model, get_architecture
+from edgedigits.training.architectures import ARCHITECTURES, build_model, get_architecture
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

@@ -10,7 +10,10 @@ import pytest
 from test_classify import reliable_digits
 
 from conftest import run_command
-from edgedigits import contract, numbers, render, runtime, segment
+from edgedigits import contract, runtime
+from edgedigits.data import render
+from edgedigits.image import segment
+from edgedigits.tasks import splitting as numbers
 
 NUMBERS = ("2026", "5743", "1000", "3819", "6047")
 DIGIT_PX = 110

@@ -532,7 +532,7 @@ def test_a_number_reader_server_shows_the_lines_it_read(browser, ir_models_dir, 
     the API's number and a box per detection, and the lines the number reader saw (192x32
     each) instead of 28x28 digits. The tiny reader reads little: the checks compare the page
     with the API, not with the digits written."""
-    from edgedigits.render import written_number
+    from edgedigits.data.render import written_number
 
     lines = [written_number(mnist.x_test[start:start + count], np.random.default_rng(seed),
                             background="plain")

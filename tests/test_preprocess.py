@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgedigits import preprocess, render
+from edgedigits.data import render
 from edgedigits.errors import UserError
+from edgedigits.image import preprocess
 
 
 def paper_photo(digit: np.ndarray, rng: np.random.Generator, size: int = 240,

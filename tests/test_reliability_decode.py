@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgedigits import decode
 from edgedigits.errors import UserError
+from edgedigits.image import decode
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 600
@@ -105,7 +105,7 @@ PEAK = ("int(next(line for line in open('/proc/self/status') if line.startswith(
 
 _PROBE = """
 import json, sys, time
-from edgedigits import decode
+from edgedigits.image import decode
 from edgedigits.errors import UserError
 started = time.perf_counter()
 try:
@@ -221,7 +221,7 @@ def test_decoded_image_says_its_original_size_and_scale(tmp_path):
 
 
 def test_an_idx_gzip_bomb_is_refused_without_inflating_it(tmp_path):
-    from edgedigits.data import IDX_IMAGES_MAGIC, read_idx
+    from edgedigits.data.mnist import IDX_IMAGES_MAGIC, read_idx
 
     bomb = tmp_path / "train-images-idx3-ubyte.gz"
     with gzip.open(bomb, "wb", compresslevel=9) as handle:  # header says 60000 images...
@@ -230,7 +230,7 @@ def test_an_idx_gzip_bomb_is_refused_without_inflating_it(tmp_path):
         for _ in range(1024):  # ...then 1 GiB of zeros follow
             handle.write(block)
     assert bomb.stat().st_size < 2_000_000
-    code = ("import sys\nfrom edgedigits.data import read_idx\n"
+    code = ("import sys\nfrom edgedigits.data.mnist import read_idx\n"
             "from edgedigits.errors import UserError\n"
             "try:\n    read_idx(sys.argv[1], int(sys.argv[2]))\n"
             "except UserError as error:\n    print(error)\n"

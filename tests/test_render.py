@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgedigits import preprocess, render
+from edgedigits.data import render
+from edgedigits.image import preprocess
 
 
 def test_camera_like_renders_are_reproducible_and_still_readable(mnist):

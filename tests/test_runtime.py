@@ -9,8 +9,9 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from edgedigits import contract, openvino_backend, runtime
+from edgedigits import contract, runtime
 from edgedigits.errors import UserError
+from edgedigits.runtime import openvino_backend
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedigits import preprocess, segment
+from edgedigits.image import preprocess, segment
 
 DIGIT_SIZE = 96
 

@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from edgedigits import contract, render, sequence
+from edgedigits import contract
+from edgedigits.data import render
+from edgedigits.tasks import number_reader as sequence
 from tests.conftest import run_command
 
 

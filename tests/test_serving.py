@@ -26,8 +26,9 @@ from test_classify import reliable_digits
 from test_webcam import write_video
 
 from conftest import ROOT, run_command
-from edgedigits import classify, contract, runtime
-from edgedigits.render import paper_scene
+from edgedigits import contract, runtime
+from edgedigits.data.render import paper_scene
+from edgedigits.reading import classify
 from edgedigits.serving import repository
 
 SCRIPT = "infer/serve.py"
@@ -574,7 +575,7 @@ def test_reader_in_front_of_another_server_as_a_kserve_transformer(server, digit
 @pytest.mark.slow
 def test_multi_reading_uses_the_number_reader_when_the_server_has_one(fp32_ir, number_reader_dir,
                                                                      mnist, tmp_path):
-    from edgedigits.render import written_number
+    from edgedigits.data.render import written_number
 
     number = tmp_path / "number.png"
     cv2.imwrite(str(number), written_number(mnist.x_test[:4], np.random.default_rng(0),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_command, with_default_signals
-from edgedigits.training import TrainConfig, train
+from edgedigits.training.loop import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

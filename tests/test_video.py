@@ -14,9 +14,10 @@ import pytest
 from test_classify import reliable_digits
 from test_webcam import DIGIT_PX, SIZE, write_video
 
-from edgedigits import runtime, video
+from edgedigits import runtime
+from edgedigits.data.render import paper_scene
 from edgedigits.errors import UserError
-from edgedigits.render import paper_scene
+from edgedigits.video import pipeline as video
 
 FRAMES = 12
 LABELS = (4, 7)

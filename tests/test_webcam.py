@@ -19,7 +19,7 @@ from test_classify import overlap, reliable_digits
 
 from conftest import run_command
 from edgedigits import contract
-from edgedigits.render import ink_box, paper_scene
+from edgedigits.data.render import ink_box, paper_scene
 
 SCRIPT = "infer/webcam.py"
 SIZE = (480, 640)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from edgedigits import cli
-from edgedigits.data import load_mnist
+from edgedigits.data.mnist import load_mnist
 from edgedigits.files import write_json
 from edgedigits.report import markdown_table
 

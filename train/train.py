@@ -16,19 +16,19 @@ import os
 import platform
 
 from edgedigits import cli, contract
-from edgedigits.augment import AUGMENT_MODES
-from edgedigits.data import load_mnist
+from edgedigits.data.augment import AUGMENT_MODES
+from edgedigits.data.mnist import load_mnist
 from edgedigits.errors import UserError
 from edgedigits.files import output_lock, staged_set, write_json
-from edgedigits.models import ARCHITECTURES, get_architecture
 from edgedigits.report import (
     classification_metrics,
     plot_confusion_matrix,
     plot_training_curves,
     write_history_csv,
 )
-from edgedigits.sequence_training import ARCH as NUMBER_READER
-from edgedigits.sequence_training import NumberReaderConfig
+from edgedigits.training.architectures import ARCHITECTURES, get_architecture
+from edgedigits.training.number_reader import ARCH as NUMBER_READER
+from edgedigits.training.number_reader import NumberReaderConfig
 
 
 def parse_args(argv):
@@ -82,7 +82,7 @@ def _main(args, stack: contextlib.ExitStack) -> int:
     tf = cli.import_tensorflow(args.verbose)
     import keras
 
-    from edgedigits.training import TrainConfig, config_summary, evaluate, save_model, train
+    from edgedigits.training.loop import TrainConfig, config_summary, evaluate, save_model, train
 
     say = print if not (args.quiet or args.json) else (lambda *parts, **options: None)
 
@@ -169,7 +169,7 @@ def _train_number_reader(args, stack: contextlib.ExitStack) -> int:
     tf = cli.import_tensorflow(args.verbose)
     import keras
 
-    from edgedigits.sequence_training import (
+    from edgedigits.training.number_reader import (
         read_lines,
         render_lines,
         string_accuracy,

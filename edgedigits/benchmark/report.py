@@ -11,7 +11,7 @@ from edgedigits import contract
 from edgedigits.benchmark.measure import LATENCY_BLOCKS
 from edgedigits.benchmark.variants import Row
 from edgedigits.files import atomic_path, ensure_writable_dir, staged_set, write_json, write_text
-from edgedigits.kinds import Kind, kind_of
+from edgedigits.tasks.kinds import Kind, kind_of
 
 
 def keras_reference(rows: list[Row]) -> np.ndarray | None:

@@ -3,7 +3,7 @@
 The parent (``run_benchmark``) finds the variants, writes the test images once, starts one
 child per variant (``python -m edgedigits.benchmark.child SPEC.json``), follows its progress
 lines and returns the report data. It never imports TensorFlow; the peers (ONNX Runtime,
-LiteRT) are exported from the Keras model by a child of their own (``edgedigits.peers``).
+LiteRT) are exported from the Keras model by a child of their own (``edgedigits.runtime.peers``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from edgedigits.benchmark import report
 from edgedigits.benchmark.measure import FULL, QUICK, Effort
 from edgedigits.benchmark.variants import PEERS_INSTALL_HINT, VARIANTS_BY_NAME, Row, Variant
 from edgedigits.errors import UserError
-from edgedigits.kinds import PEERS_NOTE, Kind, kind_of
-from edgedigits.tensorflow_backend import check_keras_archive
+from edgedigits.runtime.tensorflow_backend import check_keras_archive
+from edgedigits.tasks.kinds import PEERS_NOTE, Kind, kind_of
 
 
 @dataclass
@@ -147,7 +147,7 @@ def check_device(device: str) -> str:
     """Fail early, with one line, on an OpenVINO device this machine does not have."""
     import openvino as ov
 
-    from edgedigits.openvino_backend import check_device as check_openvino_device
+    from edgedigits.runtime.openvino_backend import check_device as check_openvino_device
 
     return check_openvino_device(ov.Core(), device)
 
@@ -269,7 +269,7 @@ def _last_line(path: Path) -> str:
 
 
 def _test_set(settings: Settings, kind: Kind) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from edgedigits.data import load_mnist
+    from edgedigits.data.mnist import load_mnist
 
     mnist = load_mnist(settings.data_dir)
     inputs, answers = kind.test_set(mnist, settings.effort.test_images)
@@ -311,7 +311,7 @@ def run_benchmark(settings: Settings) -> dict:
                 calibration_path = workdir / "calibration.npy"
                 np.save(calibration_path, calibration)
                 exported = run_child(
-                    "edgedigits.peers",
+                    "edgedigits.runtime.peers",
                     {"keras_model": str(settings.keras_model), "output": str(peers_dir),
                      "calibration": str(calibration_path), "threads": threads,
                      "formats": [row.variant.source for row in peers],

@@ -11,7 +11,8 @@ KServe's split, kept visible so either half can be replaced:
 native TensorFlow for ``digits-tf``) and runs it through the classifier's ``predict_async``
 (OpenVINO's ``AsyncInferQueue`` under the THROUGHPUT hint), awaited without blocking the event
 loop. ``DigitReaderModel`` reads images with the same functions ``classify.py`` uses
-(:mod:`edgedigits.classify`) and fills rows with the same code, so a reading through the server
+(:mod:`edgedigits.reading.classify`) and fills rows with the same code, so a reading through
+the server
 is the row ``classify.py --json`` prints for that file (``path`` is ``images[i]``).
 """
 
@@ -30,7 +31,8 @@ import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from edgedigits import classify, contract, runtime
+from edgedigits import contract, runtime
+from edgedigits.reading import classify
 
 READER_NAME = "digit-reader"
 TENSORFLOW_NAME = "digits-tf"
@@ -257,7 +259,8 @@ class DigitReaderModel(Model):
     the model saw, as PNG data URLs), ``probabilities`` (all ten per digit, not only the top 3),
     ``compare`` (also native TensorFlow; needs --compare).
     The predictor is the ``digits`` model: the local runtime, or with ``serve.py --server URL``
-    a :class:`edgedigits.remote.RemoteClassifier` in front of OVMS, Triton or another server.
+    a :class:`edgedigits.runtime.remote.RemoteClassifier` in front of OVMS, Triton or another
+    server.
     With a ``number_reader`` (the ``number-reader`` model), ``multi`` reads whole lines with it
     (``preprocessed`` then shows the lines it read); ``compare`` keeps to the digit models.
     """

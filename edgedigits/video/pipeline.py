@@ -2,7 +2,7 @@
 
 The pipeline, so a slow camera never stalls inference and vice versa:
 
-    Capture thread ──frames──► caller's thread: find digits (edgedigits.segment)
+    Capture thread ──frames──► caller's thread: find digits (edgedigits.image.segment)
                                      │ predict_async (AsyncInferQueue) per classifier
                                      ▼
                                callbacks ──► caller's thread, in frame order: draw, write, show
@@ -27,9 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import contract, numbers, runtime, segment
+from edgedigits import contract, runtime
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, check_outputs, ensure_writable_dir
+from edgedigits.image import segment
+from edgedigits.tasks import splitting as numbers
 
 WINDOW = "edgedigits"
 FILE_QUEUE_FRAMES = 8  # decoded frames buffered ahead of a file's processing

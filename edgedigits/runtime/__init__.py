@@ -262,26 +262,27 @@ def register_backend(name: str, target: str, **fields: Any) -> Backend:
 
 _PEERS = "pip install -r requirements-peers.txt"
 _TRAIN = "pip install -r requirements.txt (the full install; an edge box runs OpenVINO IRs)"
-register_backend("openvino", "edgedigits.openvino_backend:OpenVINOClassifier", aliases=("ov",),
-                 model_suffixes=(".xml",), summary="OpenVINO IR (default)", library="openvino",
+register_backend("openvino", "edgedigits.runtime.openvino_backend:OpenVINOClassifier",
+                 aliases=("ov",), model_suffixes=(".xml",), summary="OpenVINO IR (default)",
+                 library="openvino",
                  install="pip install -r requirements-edge.txt")
-register_backend("tensorflow", "edgedigits.tensorflow_backend:TensorFlowClassifier",
+register_backend("tensorflow", "edgedigits.runtime.tensorflow_backend:TensorFlowClassifier",
                  aliases=("tf", "keras", "tf-function"), model_suffixes=(".keras",),
                  default_files=(contract.KERAS_FILE,),
                  summary="native TensorFlow: the Keras model in a compiled tf.function",
                  library="tensorflow", install=_TRAIN)
-register_backend("keras-predict", "edgedigits.tensorflow_backend:KerasPredictClassifier",
+register_backend("keras-predict", "edgedigits.runtime.tensorflow_backend:KerasPredictClassifier",
                  aliases=("tf-predict",), model_suffixes=(".keras",),
                  default_files=(contract.KERAS_FILE,),
                  summary="the Keras model through model.predict, as the tutorial calls it",
                  library="tensorflow", install=_TRAIN)
-register_backend("onnxruntime", "edgedigits.peers:OnnxRuntimeClassifier", aliases=("ort",),
+register_backend("onnxruntime", "edgedigits.runtime.peers:OnnxRuntimeClassifier", aliases=("ort",),
                  model_suffixes=(".onnx",), default_files=("model.onnx",),
                  summary="ONNX Runtime (optional)", install=_PEERS, library="onnxruntime")
-register_backend("remote", "edgedigits.remote:RemoteClassifier", aliases=("oip", "server"),
+register_backend("remote", "edgedigits.runtime.remote:RemoteClassifier", aliases=("oip", "server"),
                  summary="an Open Inference Protocol v2 server (--server URL)",
                  install="pip install -r requirements.txt", library="tritonclient")
-register_backend("litert", "edgedigits.peers:LiteRTClassifier", aliases=("tflite",),
+register_backend("litert", "edgedigits.runtime.peers:LiteRTClassifier", aliases=("tflite",),
                  model_suffixes=(".tflite",), default_files=("model.tflite",),
                  summary="LiteRT (optional)", install=_PEERS,
                  library="ai_edge_litert.interpreter")
@@ -450,9 +451,9 @@ def load_from_args(args: argparse.Namespace, **overrides: Any) -> DigitClassifie
 
 
 # The OpenVINO names older code imports from here, loaded only when asked for.
-_LAZY = {"OpenVINOClassifier": "edgedigits.openvino_backend",
-         "check_device": "edgedigits.openvino_backend",
-         "TensorFlowClassifier": "edgedigits.tensorflow_backend"}
+_LAZY = {"OpenVINOClassifier": "edgedigits.runtime.openvino_backend",
+         "check_device": "edgedigits.runtime.openvino_backend",
+         "TensorFlowClassifier": "edgedigits.runtime.tensorflow_backend"}
 
 
 def __getattr__(name: str) -> Any:

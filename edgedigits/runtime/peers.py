@@ -11,7 +11,8 @@ tooling, calibrated like NNCF on training images:
   (``optimizations=[DEFAULT]`` + a representative dataset), float input and output kept.
 
 Exporting needs TensorFlow, so it runs in a child process of its own
-(``python -m edgedigits.peers SPEC.json``); the backends that run these files never import it.
+(``python -m edgedigits.runtime.peers SPEC.json``); the backends that run these files never
+import it.
 Each backend uses its runtime's fastest honest calling pattern: buffers allocated once, the
 uint8 -> float /255 written straight into the runtime's input (these models take floats; the
 OpenVINO IR does that step in its graph), no per-call allocation of outputs.
@@ -105,7 +106,7 @@ def export_peer_models(keras_model: Path, output: Path, calibration: np.ndarray,
     Returns ``{"files": {format: path}, "errors": {format: message}}``: one exporter failing
     (a converter bug, a missing package) costs only its own rows.
     """
-    from edgedigits.tensorflow_backend import load_keras_classifier
+    from edgedigits.runtime.tensorflow_backend import load_keras_classifier
 
     output.mkdir(parents=True, exist_ok=True)
     model = load_keras_classifier(keras_model)

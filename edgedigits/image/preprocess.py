@@ -4,7 +4,7 @@ MNIST digits are white ink on black, the ink size-normalised into a 20x20 box (a
 anti-aliased) and pasted into 28x28 so that the ink's centre of mass is at the centre. A photo
 of a digit on paper is nothing like that, so this module:
 
-1. reads the file safely (:mod:`edgedigits.decode`, re-exported here as :func:`read_image`):
+1. reads the file safely (:mod:`edgedigits.image.decode`, re-exported here as :func:`read_image`):
    format and size checked from the header before decoding, memory bounded, EXIF orientation
    honoured, alpha composited over white, 16-bit and palette converted, large images shrunk;
 2. separates ink from paper (:func:`ink_mask`): the paper estimated by a wide median filter
@@ -14,7 +14,7 @@ of a digit on paper is nothing like that, so this module:
    thickened to MNIST's width, scaled into a DIGIT_BOX (19 px) box, centred by centre of mass.
 
 :func:`to_mnist_format` does 2 and 3 for a whole image (a photo, a webcam ROI);
-:mod:`edgedigits.segment` calls :func:`mask_to_mnist` directly on each digit it finds.
+:mod:`edgedigits.image.segment` calls :func:`mask_to_mnist` directly on each digit it finds.
 Everything returns ``None`` for "no digit here" rather than a guess.
 """
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# Reading files is edgedigits.decode's (bounded in time and memory); its names stay importable
+# Reading files is edgedigits.image.decode's (bounded in time and memory); its names stay importable
 # from here for the code that always used them.
-from edgedigits.decode import (  # noqa: F401
+from edgedigits.image.decode import (  # noqa: F401
     MAX_IMAGE_PIXELS,
     WORKING_MAX_SIDE,
     DecodedImage,

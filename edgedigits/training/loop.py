@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from edgedigits import contract
-from edgedigits.augment import augment_batch
-from edgedigits.data import Mnist
+from edgedigits.data.augment import augment_batch
+from edgedigits.data.mnist import Mnist
 from edgedigits.errors import UserError
-from edgedigits.models import build_model, get_architecture
+from edgedigits.training.architectures import build_model, get_architecture
 
 STEPS_PER_EXECUTION = 32
 PRECISIONS = ("auto", "float32", "bfloat16")

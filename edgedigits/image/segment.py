@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgedigits import preprocess
+from edgedigits.image import preprocess
 
 # Frames are analysed at most this large: a 640x480 webcam frame at half size, which keeps a
 # digit 40 px tall at 20 px (the MNIST box) and costs a quarter of the time.
@@ -79,7 +79,7 @@ def find_digits(image: np.ndarray, dark_ink: bool | None = None,
                 max_digits: int | None = None,
                 detect_side: int | None = None) -> Segmentation:
     """Digit candidates in ``image`` (any array :func:`preprocess.to_grayscale` accepts), one
-    per group of ink pieces (touching digits stay one candidate: :mod:`edgedigits.numbers`
+    per group of ink pieces (touching digits stay one candidate: :mod:`edgedigits.tasks.splitting`
     splits those).
 
     ``dark_ink``: True for dark ink on light paper, False for light on dark, None to decide

@@ -1,4 +1,4 @@
-"""Training the number reader (:mod:`edgedigits.sequence`): a CNN read with CTC.
+"""Training the number reader (:mod:`edgedigits.tasks.number_reader`): a CNN read with CTC.
 
 ``train/train.py --arch number-reader`` calls :func:`train_number_reader`. Lines are made from
 MNIST *training* digits by :func:`sequence.synthetic_lines` (in worker processes: rendering
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgedigits import sequence
+from edgedigits.tasks import number_reader as sequence
 
 ARCH = "number-reader"
 

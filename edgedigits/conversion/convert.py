@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edgedigits import __version__, cli, contract, kinds
+from edgedigits import __version__, cli, contract
 from edgedigits.contract import (
     IMAGE_SHAPE,
     check_signature,
@@ -47,9 +47,10 @@ from edgedigits.files import (
     write_json,
     write_text,
 )
-from edgedigits.openvino_backend import OpenVINOClassifier
+from edgedigits.runtime.openvino_backend import OpenVINOClassifier
+from edgedigits.runtime.tensorflow_backend import check_keras_archive, load_keras_classifier
 from edgedigits.serving.repository import publish_best
-from edgedigits.tensorflow_backend import check_keras_archive, load_keras_classifier
+from edgedigits.tasks import kinds
 
 # INT8 calibration. On the tutorial model (5 epochs, 98.72 %) 100, 300, 1,000 and 3,000 images
 # all land within 0.07 pt of FP32 (see README); 300 is NNCF's own default and takes ~2 s.
@@ -89,7 +90,7 @@ METADATA_KEYS = (
 @dataclass(frozen=True)
 class Task:
     """What conversion does differently for one kind of model (``contract.SHAPES``); the test
-    set and how outputs become answers are the benchmark's too (:mod:`edgedigits.kinds`)."""
+    set and how outputs become answers are the benchmark's too (:mod:`edgedigits.tasks.kinds`)."""
 
     model_type: str
     polarity: str
@@ -120,7 +121,7 @@ class Task:
 
 
 def _line_calibration(x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.ndarray:
-    from edgedigits.sequence_training import render_lines
+    from edgedigits.training.number_reader import render_lines
 
     return render_lines(x_pool, y_pool, size, seed=CALIBRATION_SEED + 1,
                         log=lambda _: None)[0][..., None]
@@ -230,7 +231,7 @@ def default_output_dir(input_path: Path) -> Path:
 
 
 def load_data(options: ConversionOptions):
-    from edgedigits.data import load_mnist
+    from edgedigits.data.mnist import load_mnist
 
     try:
         return load_mnist(options.data_dir)

@@ -23,8 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from edgedigits import classify, contract, numbers, preprocess, runtime
+from edgedigits import contract, runtime
 from edgedigits.errors import UserError
+from edgedigits.image import preprocess
+from edgedigits.reading import classify
+from edgedigits.tasks import splitting as numbers
 
 
 @dataclass
@@ -66,7 +69,7 @@ class DigitReader:
 
     def read(self, image: str | os.PathLike | np.ndarray) -> Reading:
         """All digits in a photo or frame, left to right, each with its box (touching digits
-        split where the classifier is surest, :mod:`edgedigits.numbers`)."""
+        split where the classifier is surest, :mod:`edgedigits.tasks.splitting`)."""
         model_type = self.classifier.model_type
         if isinstance(image, (str, os.PathLike)):
             crops, candidates, error = classify.read_digits(Path(image), model_type)

@@ -1,7 +1,7 @@
 """Classify image files: find them, read each into MNIST format, one batched inference, rows.
 
 Used by ``infer/classify.py`` (files, folders, globs; ``--multi`` for several digits per photo)
-and by :mod:`edgedigits.evaluate`. Reading runs on a thread pool (OpenCV releases the GIL);
+and by :mod:`edgedigits.reading.evaluate`. Reading runs on a thread pool (OpenCV releases the GIL);
 inference is one batch for every digit of the run. Every input gets a :class:`Row`: its
 digit(s), or why it could not be read.
 """
@@ -20,9 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedigits import contract, decode, numbers, preprocess, runtime
+from edgedigits import contract, runtime
+from edgedigits.data.evalsets import is_image_file
 from edgedigits.errors import UserError
-from edgedigits.evalsets import is_image_file
+from edgedigits.image import decode, preprocess
+from edgedigits.tasks import splitting as numbers
 
 PROGRESS_MIN_FILES = 20  # a progress bar only where there is time to watch one
 INFERENCE_CHUNK = 1024

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edgedigits import contract, preprocess, segment
-from edgedigits.segment import Box
+from edgedigits import contract
+from edgedigits.image import preprocess, segment
+from edgedigits.image.segment import Box
 
 # A digit is at least this fraction of its group's height wide (a '1'), at most this much.
 MIN_DIGIT_WIDTH = 0.25
@@ -106,7 +107,7 @@ def find_inputs(image: np.ndarray, model_type: str = contract.MODEL_TYPE,
     (:func:`sequence.find`, the number reader). Either has ``inputs`` for one batched
     inference, ``boxes``, ``to_original`` and ``choose(probabilities) -> NumberReading``."""
     if model_type == contract.NUMBER_READER:
-        from edgedigits import sequence
+        from edgedigits.tasks import number_reader as sequence
 
         return sequence.find(image, dark_ink, detect_side, max_lines=max_digits)
     return find_candidates(image, dark_ink, max_digits, detect_side, max_candidates)

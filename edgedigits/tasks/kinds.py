@@ -49,7 +49,7 @@ def _digits(probabilities: np.ndarray) -> np.ndarray:
 
 
 def _numbers(probabilities: np.ndarray) -> np.ndarray:
-    from edgedigits import sequence
+    from edgedigits.tasks import number_reader as sequence
 
     return np.array([sequence.decode(steps).number for steps in probabilities], dtype=str)
 
@@ -60,7 +60,7 @@ def _digit_test_set(mnist, count: int | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _line_test_set(mnist, count: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from edgedigits.sequence_training import render_lines
+    from edgedigits.training.number_reader import render_lines
 
     lines, texts = render_lines(mnist.x_test, mnist.y_test, count or FULL_LINES, seed=LINE_SEED,
                                 log=lambda _: None)

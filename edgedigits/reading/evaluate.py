@@ -2,7 +2,7 @@
 
 Two layouts: ``DIR/<digit>/<image>`` (one digit per image) and ``DIR/labels.csv`` listing
 ``file,number`` (a written number per image). Every image goes through exactly what
-``infer/classify.py`` does to a file (:func:`edgedigits.classify.classify_files`, or with
+``infer/classify.py`` does to a file (:func:`edgedigits.reading.classify.classify_files`, or with
 numbers ``classify_multi``); an image with no readable digit counts as wrong.
 The digit report (JSON-ready) holds accuracy, per-digit accuracy, the confusion matrix of the
 images read, every misread file and every file skipped; the number report string accuracy
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edgedigits import runtime
-from edgedigits.classify import classify_files, classify_multi
-from edgedigits.evalsets import is_number_folder, load_labelled_folder, load_number_folder
+from edgedigits.data.evalsets import is_number_folder, load_labelled_folder, load_number_folder
 from edgedigits.files import staged_set, write_json
+from edgedigits.reading.classify import classify_files, classify_multi
 from edgedigits.report import confusion_matrix, plot_confusion_matrix
 
 SKIPPED_SHOWN = 20

@@ -11,7 +11,7 @@ output step with the probabilities of "digit 0-9" or "no new digit" (the CTC bla
 The model (``train/train.py --arch number-reader``) is trained on lines composed from MNIST
 *training* digits by :func:`synthetic_lines` (touching, overlapping, spaced, slanted, with
 separators, ruled lines, form boxes and printed patterns, photographed by
-:mod:`edgedigits.render`) and read back through the same :func:`line_input`.
+:mod:`edgedigits.data.render`) and read back through the same :func:`line_input`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edgedigits import numbers, preprocess, render, segment
-from edgedigits.segment import Box
+from edgedigits.data import render
+from edgedigits.image import preprocess, segment
+from edgedigits.image.segment import Box
+from edgedigits.tasks import splitting as numbers
 
 LINE_HEIGHT = 32
 LINE_WIDTH = 192

@@ -1,0 +1,1 @@
+"""edgedigits.reading."""

@@ -1,0 +1,1 @@
+"""edgedigits.tasks."""

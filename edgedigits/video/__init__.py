@@ -1,0 +1,1 @@
+"""Video: capture, the frame pipeline, overlays, the window and the run summary."""
