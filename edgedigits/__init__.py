@@ -1,11 +1,11 @@
 """edgedigits: handwritten-digit recognition from Keras training to OpenVINO edge inference.
 
-Stages (each a thin command in its own folder) share this package:
-``data`` (MNIST loading and validation), ``models`` (architecture registry),
-``training`` (fast tf.data training loop), ``augment`` (photo-like augmentation),
-``report`` (JSON/CSV/plots), ``files`` (atomic writes), ``cli`` (errors and exit codes),
-``runtime`` (one DigitClassifier interface, a registry of backends), ``contract`` (files and
-the IR contract), ``benchmark`` (the benchmark package).
+The stages' commands (``train/``, ``convert/``, ``infer/``) share this package, laid out by
+role: ``data`` (MNIST, evaluation sets, rendering), ``training``, ``conversion``, ``runtime``
+(one model interface, a registry of backends), ``image`` (the one Image: decoding, gray,
+shrinking, ink), ``tasks`` (one wrapper per kind of model, one Reading), ``reading`` (files,
+evaluation, DigitReader), ``video``, ``benchmark``, ``serving``, ``web``; and the shared
+``cli``, ``errors``, ``files``, ``contract`` and ``report`` (docs/architecture.md).
 
 The Python API (imported on first use, so ``import edgedigits`` stays light)::
 
@@ -24,9 +24,11 @@ __version__ = "0.1.0"
 
 CLASS_LABELS = tuple(str(digit) for digit in range(10))
 
-_API = {"DigitReader": "edgedigits.reading.reader", "Reading": "edgedigits.reading.reader",
-        "Digit": "edgedigits.reading.reader", "load_classifier": "edgedigits.runtime",
-        "DigitClassifier": "edgedigits.runtime"}
+_API = {"DigitReader": "edgedigits.reading.reader", "Reading": "edgedigits.tasks.result",
+        "Digit": "edgedigits.tasks.result", "Image": "edgedigits.image.image",
+        "load_classifier": "edgedigits.runtime", "DigitClassifier": "edgedigits.runtime",
+        "get_task": "edgedigits.tasks", "register_task": "edgedigits.tasks",
+        "Task": "edgedigits.tasks"}
 __all__ = ["CLASS_LABELS", "__version__", *_API]
 
 

@@ -4,10 +4,10 @@ Training writes ``<models>/model.keras`` (+ ``saved_model/``, ``metrics.json``);
 writes ``<models>/ir/<variant>/model.xml``; inference and the benchmark read those defaults,
 so the three commands chain with no arguments.
 
-The IR contract (README "IR contract") lives here whole: the shapes and names, the rt_info
-metadata conversion writes (:func:`write_metadata`) and the check every runtime applies when it
-reads an IR (:func:`check_ir`). ``model_type`` says what a model is; :data:`MODEL_TYPES` lists
-the kinds inference accepts, so a second kind of model can join without a second contract.
+The IR contract (docs/convert.md "IR contract"): the tensor names, the rt_info metadata
+conversion writes (:func:`write_metadata`) and reads back. ``model_type`` says what a model is;
+what each kind's shapes are, and the check every runtime applies when it reads a model, are the
+task layer's (:mod:`edgedigits.tasks`), so a new kind of model needs no change here.
 """
 
 from __future__ import annotations
@@ -71,58 +71,6 @@ LINE_SHAPE = (32, 192, 1)
 LINE_STEPS = 48
 LINE_CLASSES = NUM_CLASSES + 1  # the blank is class 10
 
-# Every kind of model inference accepts: input shape (without N), output shape (without N).
-SHAPES = {
-    MODEL_TYPE: (IMAGE_SHAPE, (NUM_CLASSES,)),
-    NUMBER_READER: (LINE_SHAPE, (LINE_STEPS, LINE_CLASSES)),
-}
-MODEL_TYPES = tuple(SHAPES)
-DESCRIPTIONS = {MODEL_TYPE: "digit classifier", NUMBER_READER: "number reader"}
-
-
-def _shape_text(shape) -> str:
-    return "[" + ", ".join("N" if dim is None else str(dim) for dim in shape) + "]"
-
-
-def model_type_for(input_shape, output_shape) -> str | None:
-    """Which kind of model (a MODEL_TYPES name) maps these shapes (batch first), if any."""
-    input_shape, output_shape = tuple(input_shape)[1:], tuple(output_shape)[1:]
-    for model_type, (inputs, outputs) in SHAPES.items():
-        if input_shape == inputs and output_shape == outputs:
-            return model_type
-    return None
-
-
-def check_signature(input_shape, output_shape, where: str,
-                    accept: tuple[str, ...] = (MODEL_TYPE,)) -> str:
-    """The kind of model these shapes make, one of ``accept`` (else UserError). A digit
-    classifier maps [N, 28, 28, 1] images to [N, 10] class scores."""
-    input_shape, output_shape = tuple(input_shape), tuple(output_shape)
-    model_type = model_type_for(input_shape, output_shape)
-    if model_type in accept:
-        return model_type
-    if model_type is not None:
-        raise UserError(f"{where} is a {DESCRIPTIONS[model_type]}, not a "
-                        f"{' or '.join(DESCRIPTIONS[t] for t in accept)}"
-                        f"{WHERE_TO_USE[model_type]}")
-    if MODEL_TYPE in accept:
-        if len(input_shape) != 4 or input_shape[1:] != IMAGE_SHAPE:
-            raise UserError(f"{where}: input must be 28x28x1 grayscale images "
-                            f"(shape [N, 28, 28, 1]), got {_shape_text(input_shape)}")
-        if len(output_shape) != 2 or output_shape[1] != NUM_CLASSES:
-            raise UserError(f"{where}: output must be 10 digit classes (shape [N, 10]), "
-                            f"got {_shape_text(output_shape)}")
-    raise UserError(f"{where}: shapes {_shape_text(input_shape)} -> {_shape_text(output_shape)} "
-                    "are no edgedigits model's")
-
-
-# What to do with a model given where another kind was expected.
-WHERE_TO_USE = {
-    MODEL_TYPE: "",
-    NUMBER_READER: " (it reads whole numbers: use it with --multi, the webcam or the server's "
-                   "multi reading)",
-}
-
 
 def write_metadata(model: ov.Model, values: dict) -> None:
     """Store ``values`` (stringified) in the IR's rt_info section; ``save_model`` keeps them."""
@@ -139,41 +87,6 @@ def read_metadata(model: ov.Model) -> dict[str, str]:
     section = model.get_rt_info()[RT_INFO_SECTION]
     return {key: value.astype(str) if isinstance(value, ov.OVAny) else str(value)
             for key, value in section.items()}
-
-
-def check_ir(model: ov.Model, path: Path,
-             accept: tuple[str, ...] = (MODEL_TYPE,)) -> tuple[str, ...]:
-    """Refuse any IR that is not an edgedigits model of a kind in ``accept``; return its
-    labels. :func:`ir_model_type` says which kind it is."""
-    import openvino as ov
-
-    metadata = read_metadata(model)
-    model_type = metadata.get("model_type")
-    wanted = " or ".join(DESCRIPTIONS[t] for t in accept)
-    if model_type not in MODEL_TYPES:
-        found = "no edgedigits metadata" if model_type is None else f"model_type {model_type!r}"
-        raise UserError(f"{path} is not an edgedigits {wanted} ({found}); "
-                        "convert a trained model with convert/to_ir.py")
-    if model_type not in accept:
-        raise UserError(f"{path} is a {DESCRIPTIONS[model_type]}, not a {wanted}"
-                        f"{WHERE_TO_USE[model_type]}")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UserError(f"{path}: expected one input and one output, got "
-                        f"{len(model.inputs)} and {len(model.outputs)}")
-    inputs, outputs = SHAPES[model_type]
-    input_shape = model.input(0).get_partial_shape()
-    output_shape = model.output(0).get_partial_shape()
-    expected_input = ov.PartialShape([-1, *inputs])
-    expected_output = ov.PartialShape([-1, *outputs])
-    if not (input_shape.compatible(expected_input) and output_shape.compatible(expected_output)):
-        what = "28x28 digit classifier" if model_type == MODEL_TYPE else DESCRIPTIONS[model_type]
-        raise UserError(f"{path} is not a {what}: input {input_shape}, "
-                        f"output {output_shape} (expected {expected_input} -> {expected_output})")
-    if model.input(0).get_element_type() != ov.Type.u8:
-        raise UserError(f"{path}: input must be uint8 raw pixels, got "
-                        f"{model.input(0).get_element_type()}")
-    parts = metadata.get("labels", "").replace(",", " ").split()
-    return tuple(parts) if len(parts) == NUM_CLASSES else LABELS
 
 
 def ir_model_type(model: ov.Model) -> str | None:

@@ -20,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from edgedigits import contract, runtime
+from edgedigits import runtime
 from edgedigits.cli import ArgumentParser, run
 from edgedigits.errors import UserError
 from edgedigits.files import ensure_writable_dir
 from edgedigits.reading import classify, evaluate
+from edgedigits.tasks import MULTI, SINGLE, kinds_for
 
 EXIT_SOME_FAILED = 1
 EXIT_ALL_FAILED = 2
@@ -66,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--output is for --eval (where to write confusion_matrix.png)")
     output = ensure_writable_dir(args.output) if args.output else None
 
-    # 2. Load the model: a digit classifier, or for whole numbers (--multi, a numbers set) the
-    #    number reader when --model names one or models/number-reader/ holds one
+    # 2. Load the model: one that reads single digits, or for whole numbers (--multi, a numbers
+    #    set) any that reads several (the number reader when --model names one or
+    #    models/number-reader/ holds one)
     reads_numbers = args.multi or (args.eval and evaluate.is_number_folder(args.eval))
-    accept = ((contract.MODEL_TYPE, contract.NUMBER_READER) if reads_numbers
-              else (contract.MODEL_TYPE,))
-    classifier = runtime.load_from_args(args, accept=accept)
+    classifier = runtime.load_from_args(args, accept=kinds_for(MULTI if reads_numbers
+                                                               else SINGLE))
     if args.verbose:
         print(f"model: {classifier.describe()}", file=sys.stderr)
     started = time.perf_counter()

@@ -32,6 +32,7 @@ from edgedigits import contract, runtime  # noqa: E402
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
 from edgedigits.serving import server  # noqa: E402
+from edgedigits.tasks import MULTI, SINGLE, kinds_for  # noqa: E402
 
 
 def build_parser() -> ArgumentParser:
@@ -101,16 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = sys.argv[:1]
 
     # 1. The classifier(s): OpenVINO with the THROUGHPUT hint (parallel streams, AsyncInferQueue)
+    from edgedigits.model_repository import MODEL_NAME
     from edgedigits.serving.models import (
         NUMBER_READER_NAME,
         TENSORFLOW_NAME,
         DigitReaderModel,
         DigitsModel,
     )
-    from edgedigits.serving.repository import MODEL_NAME
 
-    classifier = runtime.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS) \
-        if args.backend == "openvino" else runtime.load_from_args(args)
+    single = kinds_for(SINGLE)
+    classifier = runtime.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
+                                        accept=single) \
+        if args.backend == "openvino" else runtime.load_from_args(args, accept=single)
     classifier.warmup((1, 64), use_async=True)
     predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch,
                             in_flight=ASYNC_JOBS)
@@ -118,19 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     tensorflow = None
     if args.compare:
         tf_classifier = runtime.load_classifier(args.tf_model or args.model, backend="tensorflow",
-                                                threads=args.threads, verbose=args.verbose)
+                                                threads=args.threads, verbose=args.verbose,
+                                                accept=(classifier.model_type,))
         tf_classifier.warmup((1, 64), use_async=True)
         tensorflow = DigitsModel(TENSORFLOW_NAME, tf_classifier, max_batch=args.max_batch)
         models.append(tensorflow)
 
     # 2. The number reader, when there is one: whole lines for multi reading
     number_reader = None
+    reads_numbers = tuple(kind for kind in kinds_for(MULTI) if kind not in single)
     number_model = (None if args.number_model == "none" or args.server
-                    else args.number_model or runtime.default_number_reader())
+                    else args.number_model or runtime.default_model_for(reads_numbers))
     if number_model is not None:
         reader_classifier = runtime.load_classifier(
             number_model, device=args.device, inference_precision=args.precision,
-            threads=args.threads, verbose=args.verbose, accept=(contract.NUMBER_READER,))
+            threads=args.threads, verbose=args.verbose, accept=reads_numbers)
         reader_classifier.warmup((1,), use_async=True)
         number_reader = DigitsModel(NUMBER_READER_NAME, reader_classifier,
                                     max_batch=args.max_batch)

@@ -6,8 +6,8 @@
     python infer/webcam.py --compare                         # TensorFlow beside OpenVINO
 
 Steps: check flags and outputs -> load the classifier(s) -> open the source -> run the frame
-pipeline (edgedigits.video.pipeline.run_source: capture thread, segmentation and number reading,
-AsyncInferQueue, in-order delivery) -> print the summary.
+pipeline (edgedigits.video.pipeline.run_source: capture thread, the model's task finding and
+preparing the digits, AsyncInferQueue, in-order delivery) -> print the summary.
 Keys in the window: q/Esc quit, s save a snapshot, space pause.
 Exit status: 0 when a file finished (also with --realtime) or you quit, 1 when a live
 camera/stream was lost (stopped delivering frames),
@@ -23,6 +23,7 @@ from edgedigits import cli, contract, runtime
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, run
 from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir, write_json
+from edgedigits.tasks import MULTI, SINGLE, kinds_for
 from edgedigits.video import pipeline as video
 
 
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                             summary_json=args.summary_json)
     outputs.check(args.source)
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
-    tf_model = (video.compare_model(args.model, args.tf_model, numbers=not args.roi)
+    mode = SINGLE if args.roi else MULTI
+    tf_model = (video.compare_model(args.model, args.tf_model, accept=kinds_for(mode))
                 if args.compare else None)
 
     # 2-4. Load the classifier(s) warmed up for every batch a frame can produce, open the

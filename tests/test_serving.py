@@ -27,9 +27,9 @@ from test_webcam import write_video
 
 from conftest import ROOT, run_command
 from edgedigits import contract, runtime
+from edgedigits import model_repository as repository
 from edgedigits.data.render import paper_scene
 from edgedigits.reading import classify
-from edgedigits.serving import repository
 
 SCRIPT = "infer/serve.py"
 MAX_BATCH = 64

@@ -4,13 +4,14 @@ What is measured, per variant (one row): accuracy on the MNIST test set and agre
 Keras model; batch-1 latency (warm-up, then at least 1,000 single-image calls: p50/p90/p99/mean
 in µs); throughput in images/s at each batch size; for the number reader the same on lines
 rendered from MNIST test digits, accuracy = lines read exactly
-(:mod:`edgedigits.tasks.kinds`); model file
+(:mod:`edgedigits.tasks`); model file
 size; load + compile time; peak resident memory. Every row runs a backend of the one runtime
 interface (:mod:`edgedigits.runtime`), so what is measured is what classify, webcam and serve run.
 
 Modules, each importing only those above it:
 
-- :mod:`edgedigits.tasks.kinds` (shared with conversion) — what differs per kind of model;
+- :mod:`edgedigits.tasks` (shared with conversion and every reader) — what differs per kind
+  of model;
 - :mod:`.measure` — the measurement loops (latency, throughput, accuracy, peak memory);
 - :mod:`.variants` — the rows: model file + registered backend + options;
 - :mod:`.child` — one variant measured in its own process;

@@ -24,7 +24,7 @@ from edgedigits.benchmark.measure import (
 )
 from edgedigits.benchmark.variants import VARIANTS_BY_NAME, import_runtime, open_variant
 from edgedigits.errors import UserError
-from edgedigits.tasks.kinds import kind_of
+from edgedigits.tasks import kind_of
 
 
 def _progress(message: str) -> None:

@@ -44,7 +44,7 @@ TRIAL_SECONDS = 0.15  # how long each calling pattern is tried before a batch si
 
 def predict_all(classifier: DigitClassifier, images: np.ndarray,
                 answers: Callable[[np.ndarray], np.ndarray], chunk: int = 500) -> np.ndarray:
-    """The answer (``Kind.answers``: a digit, a number read) for every input, in chunks
+    """The answer (``Task.answers``: a digit, a number read) for every input, in chunks
     (accuracy does not need the fast path)."""
     return np.concatenate([answers(classifier.predict(images[start:start + chunk]))
                            for start in range(0, len(images), chunk)])

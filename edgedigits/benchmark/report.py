@@ -11,7 +11,8 @@ from edgedigits import contract
 from edgedigits.benchmark.measure import LATENCY_BLOCKS
 from edgedigits.benchmark.variants import Row
 from edgedigits.files import atomic_path, ensure_writable_dir, staged_set, write_json, write_text
-from edgedigits.tasks.kinds import Kind, kind_of
+from edgedigits.tasks import Task as Kind
+from edgedigits.tasks import kind_of
 
 
 def keras_reference(rows: list[Row]) -> np.ndarray | None:
@@ -154,7 +155,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     batch_sizes = report["settings"]["batch_sizes"]
     kind = report_kind(report)
     per_second = _per_second(kind)
-    header = ["variant", "backend", "executes", kind.accuracy, "agree w/ Keras", "p50 µs",
+    header = ["variant", "backend", "executes", kind.accuracy_header, "agree w/ Keras", "p50 µs",
               "p90 µs", "p99 µs", *[f"{per_second} @{b}" for b in batch_sizes], "size",
               "import s", "load s", "peak RSS MB"]
     cells = []

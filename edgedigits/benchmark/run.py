@@ -30,7 +30,8 @@ from edgedigits.benchmark.measure import FULL, QUICK, Effort
 from edgedigits.benchmark.variants import PEERS_INSTALL_HINT, VARIANTS_BY_NAME, Row, Variant
 from edgedigits.errors import UserError
 from edgedigits.runtime.tensorflow_backend import check_keras_archive
-from edgedigits.tasks.kinds import PEERS_NOTE, Kind, kind_of
+from edgedigits.tasks import PEERS_NOTE, kind_of, model_types
+from edgedigits.tasks import Task as Kind
 
 
 @dataclass
@@ -171,8 +172,8 @@ def _size_bytes(path: Path) -> int:
 
 
 def model_type_of(settings: Settings) -> str:
-    """The kind of model benchmarked (contract.MODEL_TYPES): what its IRs' metadata declares,
-    else the ``model_type`` of the metrics.json beside the Keras model, else a digit
+    """The kind of model benchmarked (a registered task's model type): what its IRs' metadata
+    declares, else the ``model_type`` of the metrics.json beside the Keras model, else a digit
     classifier (older models say nothing). A row whose model is of another kind is refused."""
     for variant in contract.VARIANTS:
         path = settings.models_dir / contract.IR_DIR / variant / contract.IR_FILE
@@ -184,14 +185,14 @@ def model_type_of(settings: Settings) -> str:
             model_type = contract.ir_model_type(ov.Core().read_model(path))
         except Exception:  # a damaged or foreign IR: its row says so
             continue
-        if model_type in contract.MODEL_TYPES:
+        if model_type in model_types():
             return model_type
     metrics = settings.keras_model.parent / contract.METRICS_FILE
     try:
         model_type = json.loads(metrics.read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         model_type = None
-    return model_type if model_type in contract.MODEL_TYPES else contract.MODEL_TYPE
+    return model_type if model_type in model_types() else contract.MODEL_TYPE
 
 
 def plan_rows(settings: Settings, peers_dir: Path, kind: Kind | None = None) -> list[Row]:
@@ -369,7 +370,7 @@ def build_report(rows: list[Row], environment: dict, settings: Settings, threads
         "quick": settings.quick,
         "model_type": kind.model_type,
         "kind": {"description": kind.description, "unit": kind.unit,
-                 "test_set": kind.test_set_text, "accuracy": kind.accuracy,
+                 "test_set": kind.test_set_text, "accuracy": kind.accuracy_header,
                  "throughput_unit": f"{kind.units}/s"},
         "settings": {
             "models_dir": str(settings.models_dir), "keras_model": str(settings.keras_model),

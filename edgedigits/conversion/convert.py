@@ -22,6 +22,7 @@ TensorFlow and NNCF are imported lazily: reading the metadata of an IR needs Ope
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import time
@@ -34,11 +35,7 @@ import numpy as np
 import openvino as ov
 
 from edgedigits import __version__, cli, contract
-from edgedigits.contract import (
-    IMAGE_SHAPE,
-    check_signature,
-    write_metadata,
-)
+from edgedigits.contract import IMAGE_SHAPE, write_metadata
 from edgedigits.errors import UserError, first_line
 from edgedigits.files import (
     check_outputs,
@@ -47,10 +44,11 @@ from edgedigits.files import (
     write_json,
     write_text,
 )
+from edgedigits.model_repository import publish_best
 from edgedigits.runtime.openvino_backend import OpenVINOClassifier
 from edgedigits.runtime.tensorflow_backend import check_keras_archive, load_keras_classifier
-from edgedigits.serving.repository import publish_best
-from edgedigits.tasks import kinds
+from edgedigits.tasks import Task, get_task, task_for_shapes
+from edgedigits.tasks.checks import check_signature
 
 # INT8 calibration. On the tutorial model (5 epochs, 98.72 %) 100, 300, 1,000 and 3,000 images
 # all land within 0.07 pt of FP32 (see README); 300 is NNCF's own default and takes ~2 s.
@@ -87,57 +85,14 @@ METADATA_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class Task:
-    """What conversion does differently for one kind of model (``contract.SHAPES``); the test
-    set and how outputs become answers are the benchmark's too (:mod:`edgedigits.tasks.kinds`)."""
-
-    model_type: str
-    polarity: str
-    output_kind: str
-    calibration: Callable  # (pool images, pool labels, size) -> uint8 (size, H, W, 1)
-
-    @property
-    def kind(self) -> kinds.Kind:
-        return kinds.kind_of(self.model_type)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return contract.SHAPES[self.model_type][0]
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return contract.SHAPES[self.model_type][1]
-
-    def test_set(self, mnist) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 inputs (N, H, W, 1) from MNIST *test* digits and their answers."""
-        return self.kind.test_set(mnist, None)
-
-    def score(self, probabilities: np.ndarray, answers: np.ndarray) -> float:
-        return float(np.mean(self.kind.answers(probabilities) == answers))
-
-    def agree(self, reference: np.ndarray, candidate: np.ndarray) -> float:
-        return float(np.mean(self.kind.answers(reference) == self.kind.answers(candidate)))
+def score(task: Task, outputs: np.ndarray, answers: np.ndarray) -> float:
+    """Accuracy: the share of inputs whose answer (the task's) is the expected one."""
+    return float(np.mean(task.answers(outputs) == answers))
 
 
-def _line_calibration(x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.ndarray:
-    from edgedigits.training.number_reader import render_lines
-
-    return render_lines(x_pool, y_pool, size, seed=CALIBRATION_SEED + 1,
-                        log=lambda _: None)[0][..., None]
-
-
-TASKS = {
-    contract.MODEL_TYPE: Task(
-        contract.MODEL_TYPE, "white digit on black background (MNIST)",
-        "softmax probabilities over the digits 0-9",
-        calibration=lambda x_pool, y_pool, size: choose_calibration_images(x_pool, size)),
-    contract.NUMBER_READER: Task(
-        contract.NUMBER_READER,
-        "one line of digits, white on black, 24 of the 32 rows high, left-aligned",
-        "per step (4 columns) softmax over the digits 0-9 and the CTC blank (class 10)",
-        calibration=_line_calibration),
-}
+def agreement(task: Task, reference: np.ndarray, candidate: np.ndarray) -> float:
+    """The share of inputs two models answer the same (the task's answers)."""
+    return float(np.mean(task.answers(reference) == task.answers(candidate)))
 
 
 class ParityError(Exception):
@@ -272,9 +227,9 @@ def read_source_metrics(path: Path) -> dict:
 
 
 def _load_keras_source(path: Path) -> SourceModel:
-    model = load_keras_classifier(path, accept=contract.MODEL_TYPES)
-    model_type = contract.model_type_for(model.inputs[0].shape, model.outputs[0].shape)
-    input_shape = contract.SHAPES[model_type][0]
+    model = load_keras_classifier(path)
+    task = task_for_shapes(model.inputs[0].shape, model.outputs[0].shape)
+    model_type, input_shape = task.model_type, task.input_shape
     metrics = read_source_metrics(path)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -311,7 +266,7 @@ def _load_saved_model_source(path: Path) -> SourceModel:
     (input_name, input_spec), = input_specs.items()
     (output_name, output_spec), = output_specs.items()
     model_type = check_signature(input_spec.shape.as_list(), output_spec.shape.as_list(),
-                                 str(path), contract.MODEL_TYPES)
+                                 str(path)).model_type
     metrics = read_source_metrics(path)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -384,7 +339,7 @@ def metadata_for(source: SourceModel, variant: str, options: ConversionOptions,
                  quantization: str = "") -> dict:
     batch = str(options.batch) if options.batch else "dynamic"
     n = batch if options.batch else "?"
-    task = TASKS[source.model_type]
+    task = get_task(source.model_type)
     return {
         "model_type": source.model_type,
         # Space-separated, as OpenVINO serializes lists (and as Model API's model_info/labels).
@@ -394,7 +349,7 @@ def metadata_for(source: SourceModel, variant: str, options: ConversionOptions,
         "input_shape": "[" + ",".join([n, *map(str, task.input_shape)]) + "]",
         "input_layout": "NHWC",
         "input_range": "0-255 raw pixels; divided by 255 inside the graph",
-        "input_polarity": task.polarity,
+        "input_polarity": task.input_polarity,
         "output_name": contract.IR_OUTPUT_NAME,
         "output_shape": "[" + ",".join([n, *map(str, task.output_shape)]) + "]",
         "output_kind": task.output_kind,
@@ -431,12 +386,6 @@ def _quiet_unless(verbose: bool):
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         yield
-
-
-def choose_calibration_images(x_pool: np.ndarray, size: int) -> np.ndarray:
-    """``size`` training images picked at random (seeded, so runs repeat), shaped [n, 28, 28, 1]."""
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    return x_pool[rng.choice(len(x_pool), size, replace=False)][..., None]
 
 
 def quantize_int8(float_ir: ov.Model, calibration_images: np.ndarray,
@@ -526,7 +475,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray,
     the largest absolute difference of two probability arrays."""
     if reference.shape != candidate.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
-    agree = agree or TASKS[contract.MODEL_TYPE].agree
+    agree = agree or functools.partial(agreement, get_task(contract.MODEL_TYPE))
     return Parity(len(reference), agree(reference, candidate),
                   float(np.abs(reference - candidate).max()))
 
@@ -603,11 +552,11 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
     log(f"source: {input_path} ({source.format}, arch {source.arch})")
 
     # Reference outputs of the source model, on float images in [0, 1] exactly as in training.
-    task = TASKS[source.model_type]
-    if options.max_drop is not None and task.model_type != contract.MODEL_TYPE:
+    task = get_task(source.model_type)
+    if options.max_drop is not None and not task.accuracy_controlled_int8:
         raise UserError(f"--max-drop is for digit classifiers; {input_path} is a "
-                        f"{contract.DESCRIPTIONS[task.model_type]}")
-    test_inputs, test_labels = task.test_set(mnist)
+                        f"{task.description}")
+    test_inputs, test_labels = task.test_set(mnist, None)
     parity_images = test_inputs[:PARITY_IMAGES]
     reference = source.predict(parity_images.reshape(-1, *task.input_shape).astype(np.float32)
                                / 255.0)
@@ -655,7 +604,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             quantization = ""
             if variant == "int8":
                 calibration_images = task.calibration(x_pool, y_pool, options.calibration_size)
-                log(f"int8: calibrating on {len(calibration_images)} {task.kind.units} of "
+                log(f"int8: calibrating on {len(calibration_images)} {task.units} of "
                     "MNIST training digits")
                 model, quantization = quantize_int8(
                     model, calibration_images, (x_val, y_val), options.max_drop, options.verbose
@@ -673,7 +622,8 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
             # them (the runtime's OpenVINO backend checks the IR contract too), in true f32.
             written = OpenVINOClassifier(xml_path, "CPU", inference_precision="f32", core=core,
                                          accept=(task.model_type,))
-            parity = compare(reference, written.predict(parity_images), task.agree)
+            parity = compare(reference, written.predict(parity_images),
+                             functools.partial(agreement, task))
             if variant == "fp32":
                 check_parity(parity)
                 report.parity = {
@@ -682,7 +632,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
                     "min_agreement": PARITY_MIN_AGREEMENT, "max_allowed_diff": PARITY_MAX_ABS_DIFF,
                     "precision": "f32", "ok": parity.ok,
                 }
-            accuracy = task.score(written.predict(test_inputs), test_labels)
+            accuracy = score(task, written.predict(test_inputs), test_labels)
             written.close()
             result = VariantResult(
                 variant=variant,
@@ -717,7 +667,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         report.files += [str(xml), str(xml.with_suffix(".bin"))]
     report.files += [str(output_dir / "report.json"), str(output_dir / "report.md")]
     # The OVMS model repository beside the IR folder gets this run's best variant as a new version.
-    if task.model_type == contract.MODEL_TYPE:
+    if task.serving_repository:
         report.files += publish_best(output_dir, [result.variant for result in report.variants])
     return report
 

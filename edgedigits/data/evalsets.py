@@ -204,8 +204,30 @@ class NumberFolder:
     samples: list[tuple[Path, str]]
 
 
+NUMBER_HEADER = ["file", "number"]
+
+
+def _has_number_header(labels: Path) -> bool:
+    try:
+        with labels.open("rb") as source:
+            first = source.readline(256).decode("ascii", errors="replace")
+    except OSError:
+        return False
+    return [cell.strip() for cell in first.split(",")] == NUMBER_HEADER
+
+
 def is_number_folder(root: str | os.PathLike) -> bool:
-    return (Path(root) / NUMBER_LABELS).is_file()
+    """A numbers set: its ``labels.csv`` opens with the header ``file,number``. A ``labels.csv``
+    of another kind (an index many data sets ship, e.g. ``file,label,writer``) beside digit
+    sub-folders leaves it a labelled digit folder; with no digit sub-folder beside it, it is a
+    numbers set with a wrong header (and loading it says so)."""
+    root = Path(root)
+    labels = root / NUMBER_LABELS
+    if not labels.is_file():
+        return False
+    if _has_number_header(labels):
+        return True
+    return not any((root / str(digit)).is_dir() for digit in range(10))
 
 
 def load_number_folder(root: str | os.PathLike) -> NumberFolder:
@@ -214,7 +236,7 @@ def load_number_folder(root: str | os.PathLike) -> NumberFolder:
     root = Path(root)
     labels = root / NUMBER_LABELS
     lines = _read_lines(labels)
-    if not lines or [cell.strip() for cell in lines[0].split(",")] != ["file", "number"]:
+    if not lines or [cell.strip() for cell in lines[0].split(",")] != NUMBER_HEADER:
         raise UserError(f"{labels}: the first line must be the header 'file,number'")
     samples = []
     for number, line in enumerate(lines[1:], 2):

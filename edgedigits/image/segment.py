@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from edgedigits.image import preprocess
+from edgedigits.image.image import Image
 
 # Frames are analysed at most this large: a 640x480 webcam frame at half size, which keeps a
 # digit 40 px tall at 20 px (the MNIST box) and costs a quarter of the time.
@@ -68,11 +69,17 @@ class InkGroups:
 
     ink: np.ndarray  # uint8 0/255, the undilated ink, analysis scale
     groups: list[tuple[np.ndarray, Box]]  # (this group's own ink, cropped to box; box)
-    scale: float  # input pixels per analysis pixel
+    scale: float  # working pixels per analysis pixel
     dark_ink: bool = True  # the polarity the ink was found with
+    image: Image | None = None  # what was analysed
 
     def to_input(self, box: Box) -> Box:
+        """A box of the analysis copy in the image's working pixels."""
         return _rescale(box, self.scale)
+
+    def to_original(self, box: Box) -> Box:
+        """A box of the analysis copy in the original image's pixels."""
+        return self.image.to_original(box, self.scale)
 
 
 def find_digits(image: np.ndarray, dark_ink: bool | None = None,
@@ -103,24 +110,16 @@ def find_digits(image: np.ndarray, dark_ink: bool | None = None,
     return Segmentation(boxes, np.stack(digits))
 
 
-def find_ink_groups(image: np.ndarray, dark_ink: bool | None = None,
+def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
                     max_digits: int | None = None,
                     detect_side: int | None = None) -> InkGroups:
     """The ink of ``image`` and its groups of pieces that are digit-sized (one digit, or a row
     of touching digits), left to right. Arguments as :func:`find_digits`."""
-    detect_side = detect_side or DETECT_MAX_SIDE
-    image = np.asarray(image)
-    scale = 1.0
-    if image.ndim >= 2 and max(image.shape[:2]) > detect_side:
-        scale = max(image.shape[:2]) / detect_side
-    # shrink once: before the colour conversion when we can (a quarter of the pixels to convert)
-    if image.dtype == np.uint8:
-        gray = preprocess.to_grayscale(preprocess.shrink(image, detect_side))
-    else:
-        gray = preprocess.shrink(preprocess.to_grayscale(image), detect_side)
+    image = Image.of(image)
+    gray, scale = image.analysis(detect_side or DETECT_MAX_SIDE)
     height, width = gray.shape
     if min(height, width) < MIN_HEIGHT_PIXELS:
-        return InkGroups(np.zeros_like(gray), [], scale)
+        return InkGroups(np.zeros_like(gray), [], scale, image=image)
     if dark_ink is None:
         dark_ink = preprocess.dark_ink_on_light(gray)
     block = max(3, (min(height, width) // 8) | 1)
@@ -150,7 +149,7 @@ def find_ink_groups(image: np.ndarray, dark_ink: bool | None = None,
         cv2.drawContours(own, [contours[i] for i in members], -1, 255, cv2.FILLED,
                          offset=(-x, -y))
         cropped.append((cv2.bitwise_and(own, ink[y : y + h, x : x + w]), (x, y, w, h)))
-    return InkGroups(ink, cropped, scale, dark_ink)
+    return InkGroups(ink, cropped, scale, dark_ink, image)
 
 
 def _empty() -> Segmentation:

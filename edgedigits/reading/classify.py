@@ -1,9 +1,11 @@
-"""Classify image files: find them, read each into MNIST format, one batched inference, rows.
+"""Classify image files: find them, prepare each for the model, one batched inference, rows.
 
-Used by ``infer/classify.py`` (files, folders, globs; ``--multi`` for several digits per photo)
-and by :mod:`edgedigits.reading.evaluate`. Reading runs on a thread pool (OpenCV releases the GIL);
-inference is one batch for every digit of the run. Every input gets a :class:`Row`: its
-digit(s), or why it could not be read.
+Used by ``infer/classify.py`` (files, folders, globs; ``--multi`` for several digits per photo),
+by :mod:`edgedigits.reading.evaluate` and by the server's ``digit-reader``. Each file becomes an
+:class:`~edgedigits.image.image.Image` and the model's task (:mod:`edgedigits.tasks`) prepares
+it, on a thread pool (OpenCV releases the GIL); inference is one batch for every input of the
+run; the task reads the outputs back into one Reading per file. Every input gets a
+:class:`Row` (the JSON object of ``--json``): its digit(s), or why it could not be read.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 from edgedigits import contract, runtime
 from edgedigits.data.evalsets import is_image_file
 from edgedigits.errors import UserError
-from edgedigits.image import decode, preprocess
-from edgedigits.tasks import splitting as numbers
+from edgedigits.image import decode
+from edgedigits.image.image import Image
+from edgedigits.tasks import MULTI, SINGLE, Prepared, Reading, Task
 
 PROGRESS_MIN_FILES = 20  # a progress bar only where there is time to watch one
 INFERENCE_CHUNK = 1024
@@ -82,7 +85,7 @@ def find_images(patterns: list[str]) -> list[Path | Row]:
 
 
 # --------------------------------------------------------------------------------------------
-# Read and normalise
+# Read and prepare: one image, what the model reads in it (the task layer's one preprocessing)
 
 
 def _error_text(name: str | Path, error: Exception) -> str:
@@ -91,67 +94,31 @@ def _error_text(name: str | Path, error: Exception) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def read_digit(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """One file -> (28x28 MNIST-format digit, None) or (None, why not)."""
-    return digit_from(lambda: decode.read(path), path)
-
-
-def read_digit_bytes(data: bytes, name: str = "image", max_pixels: int = decode.MAX_IMAGE_PIXELS
-                     ) -> tuple[np.ndarray | None, str | None]:
-    """:func:`read_digit` for an encoded image in memory (an upload, a request's BYTES)."""
-    return digit_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name)
-
-
-def digit_from(load: Callable[[], decode.DecodedImage],
-               name: str | Path) -> tuple[np.ndarray | None, str | None]:
-    """``load()`` (a decoded image) -> (28x28 MNIST-format digit, None) or (None, why not)."""
+def prepare(load: Callable[[], Image], name: str | Path, task: Task,
+            mode: str) -> tuple[Prepared | None, str | None]:
+    """``load()`` (an Image) -> (what ``task``'s model reads in it, None) or (None, why not)."""
     try:
-        digit = preprocess.to_mnist_format(load().gray)
+        prepared = task.prepare(load(), mode)
     except UserError as error:
         return None, _error_text(name, error)
     except cv2.error as error:  # OpenCV refusing a malformed file is still the file's fault
         return None, f"OpenCV cannot process this image ({error.err or error})"
-    if digit is None:
+    if not len(prepared):
         return None, NO_DIGIT
-    return digit, None
+    return prepared, None
 
 
-def read_digits(path: Path, model_type: str = contract.MODEL_TYPE
-                ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
-    """One photo of a written number -> (what the model reads: candidate digits (K, 28, 28)
-    or, for the number reader, lines; the candidates or lines with their boxes in the file's
-    pixels; None), or (None, None, why not)."""
-    return digits_from(lambda: decode.read(path), path, model_type)
+def prepare_file(path: Path, task: Task, mode: str) -> tuple[Prepared | None, str | None]:
+    """One image file -> :func:`prepare`."""
+    return prepare(lambda: Image.read(path), path, task, mode)
 
 
-def read_digits_bytes(data: bytes, name: str = "image",
-                      max_pixels: int = decode.MAX_IMAGE_PIXELS,
-                      model_type: str = contract.MODEL_TYPE
-                      ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
-    """:func:`read_digits` for an encoded image in memory."""
-    return digits_from(lambda: decode.decode(data, name=name, max_pixels=max_pixels), name,
-                       model_type)
-
-
-def digits_from(load: Callable[[], decode.DecodedImage], name: str | Path,
-                model_type: str = contract.MODEL_TYPE
-                ) -> tuple[np.ndarray | None, numbers.Candidates | None, str | None]:
-    """``load()`` -> what a ``model_type`` model reads to find the number it shows
-    (:func:`numbers.find_inputs`: every way to split its touching digits, or its lines of
-    ink), boxes in the original image's pixels; :func:`fill_number` reads the number once the
-    model has run."""
-    try:
-        image = load()
-        found = numbers.find_inputs(image.gray, model_type)
-    except UserError as error:
-        return None, None, _error_text(name, error)
-    except cv2.error as error:
-        return None, None, f"OpenCV cannot process this image ({error.err or error})"
-    if not len(found):
-        return None, None, NO_DIGIT
-    # Decoding shrinks big photos to a working size: report boxes in the original's own pixels.
-    found.to_original(image.scale)
-    return found.inputs, found, None
+def prepare_bytes(data: bytes, name: str, task: Task, mode: str,
+                  max_pixels: int = decode.MAX_IMAGE_PIXELS
+                  ) -> tuple[Prepared | None, str | None]:
+    """An encoded image in memory (an upload, a request's BYTES) -> :func:`prepare`."""
+    return prepare(lambda: Image.decode(data, name=name, max_pixels=max_pixels), name, task,
+                   mode)
 
 
 def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list:
@@ -171,63 +138,72 @@ def read_all(paths: list[Path], read: Callable, quiet: bool, label: str) -> list
 # Classify: one digit per image, or several (--multi)
 
 
-def predict_in_chunks(classifier: runtime.DigitClassifier, images: list[np.ndarray]) -> np.ndarray:
-    if not images:
+def predict_in_chunks(classifier: runtime.DigitClassifier, inputs: list[np.ndarray]) -> np.ndarray:
+    """One batched inference over every input of the run (in chunks of INFERENCE_CHUNK)."""
+    if not inputs:
         return np.zeros((0, *classifier.output_shape), np.float32)
-    batch = np.stack(images)
+    batch = np.concatenate(inputs)
     return contract.check_probabilities(
         np.concatenate([classifier.predict(batch[start:start + INFERENCE_CHUNK])
                         for start in range(0, len(batch), INFERENCE_CHUNK)]),
         classifier.model_path)
 
 
-def fill_digit(row: Row, probabilities: np.ndarray) -> Row:
-    """Put one image's reading (digit, confidence, top 3) into its row."""
-    row.digit = int(np.argmax(probabilities))
-    row.confidence = round(float(probabilities.max()), 4)
-    row.top3 = numbers.top_k(probabilities)
-    return row
-
-
-def fill_number(row: Row, candidates: numbers.Candidates, probabilities: np.ndarray) -> list[int]:
-    """Put a --multi reading into its row: the split of the candidates the classifier is surest
-    of, or what the number reader read in the lines (a detection per digit, left to right, and
-    the number). Returns the chosen candidates' indices, left to right (none for lines)."""
-    reading = candidates.choose(probabilities)
-    if not reading.detections:  # the number reader saw ink but no digit in it
+def fill_row(row: Row, reading: Reading, mode: str) -> Row:
+    """Put a reading into its row: the digit (single), or the number and a detection per digit
+    (multi). A reading with no digit (the number reader saw ink but read none) is NO_DIGIT."""
+    if not reading.digits:
         row.error = NO_DIGIT
-        return []
+        return row
+    if mode == SINGLE:
+        digit = reading.digits[0]
+        row.digit, row.confidence, row.top3 = digit.digit, digit.confidence, digit.top3
+        return row
     row.detections = reading.detections
     row.number = reading.number
     row.confidence = reading.confidence
-    return reading.indices
+    return row
 
 
-def classify_files(classifier: runtime.DigitClassifier, paths: list[Path],
-                   quiet: bool) -> list[Row]:
-    """One row per path: the digit the whole image shows, its confidence and top 3."""
-    prepared = read_all(paths, read_digit, quiet, "reading")
-    rows = [Row(str(path), error=error) for path, (_, error) in zip(paths, prepared, strict=True)]
-    good = [i for i, (digit, _) in enumerate(prepared) if digit is not None]
-    probabilities = predict_in_chunks(classifier, [prepared[i][0] for i in good])
-    for i, p in zip(good, probabilities, strict=True):
-        fill_digit(rows[i], p)
-    return rows
-
-
-def classify_multi(classifier: runtime.DigitClassifier, paths: list[Path],
-                   quiet: bool) -> list[Row]:
-    """One row per path: the number its digits spell left to right, with a box per digit."""
-    read = functools.partial(read_digits, model_type=classifier.model_type)
-    prepared = read_all(paths, read, quiet, "segmenting")
-    rows = [Row(str(path), error=prepared[i][2]) for i, path in enumerate(paths)]
-    crops = [c for crops, _, _ in prepared if crops is not None for c in crops]
-    probabilities = predict_in_chunks(classifier, crops)  # one batch for every candidate
+def read_prepared(task: Task, classifier: runtime.DigitClassifier,
+                  prepared: list[Prepared | None]) -> list[Reading | None]:
+    """Every prepared image read with one batched inference: a Reading each (None stays None)."""
+    present = [p for p in prepared if p is not None]
+    outputs = predict_in_chunks(classifier, [p.inputs for p in present])
+    readings: list[Reading | None] = []
     start = 0
-    for row, (crops, candidates, _) in zip(rows, prepared, strict=True):
-        if crops is not None:
-            fill_number(row, candidates, probabilities[start:start + len(crops)])
-            start += len(crops)
+    for item in prepared:
+        if item is None:
+            readings.append(None)
+            continue
+        readings.append(task.read(item, outputs[start:start + len(item)]))
+        start += len(item)
+    return readings
+
+
+def read_image(classifier: runtime.DigitClassifier, image: Image | np.ndarray,
+               mode: str = MULTI) -> Reading:
+    """One image in memory (an Image, or a gray/BGR/BGRA array) read with ``classifier``: one
+    batched inference, boxes in the image's pixels. No digit found: an empty Reading."""
+    task = classifier.reading_task
+    prepared = task.prepare(Image.of(image), mode)
+    if not len(prepared):
+        return Reading([])
+    return read_prepared(task, classifier, [prepared])[0]
+
+
+def classify_files(classifier: runtime.DigitClassifier, paths: list[Path], quiet: bool,
+                   mode: str = SINGLE) -> list[Row]:
+    """One row per path: the digit the whole image shows (single), or the number its digits
+    spell with a box per digit (multi)."""
+    task = classifier.reading_task
+    read = functools.partial(prepare_file, task=task, mode=mode)
+    prepared = read_all(paths, read, quiet, "reading" if mode == SINGLE else "segmenting")
+    rows = [Row(str(path), error=error) for path, (_, error) in zip(paths, prepared, strict=True)]
+    readings = read_prepared(task, classifier, [item for item, _ in prepared])
+    for row, reading in zip(rows, readings, strict=True):
+        if reading is not None:
+            fill_row(row, reading, mode)
     return rows
 
 
@@ -236,8 +212,7 @@ def classify_inputs(classifier: runtime.DigitClassifier, patterns: list[str], mu
     """A row for every input of :func:`find_images`, in order; names that match nothing too."""
     inputs = find_images(patterns)
     paths = [item for item in inputs if isinstance(item, Path)]
-    work = classify_multi if multi else classify_files
-    read = iter(work(classifier, paths, quiet))
+    read = iter(classify_files(classifier, paths, quiet, MULTI if multi else SINGLE))
     return [next(read) if isinstance(item, Path) else item for item in inputs]
 
 

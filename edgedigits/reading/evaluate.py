@@ -2,8 +2,8 @@
 
 Two layouts: ``DIR/<digit>/<image>`` (one digit per image) and ``DIR/labels.csv`` listing
 ``file,number`` (a written number per image). Every image goes through exactly what
-``infer/classify.py`` does to a file (:func:`edgedigits.reading.classify.classify_files`, or with
-numbers ``classify_multi``); an image with no readable digit counts as wrong.
+``infer/classify.py`` does to a file (:func:`edgedigits.reading.classify.classify_files`,
+single or, with numbers, multi); an image with no readable digit counts as wrong.
 The digit report (JSON-ready) holds accuracy, per-digit accuracy, the confusion matrix of the
 images read, every misread file and every file skipped; the number report string accuracy
 (the whole number read exactly), digit accuracy (digits of the labels matched, by edit
@@ -19,8 +19,9 @@ import numpy as np
 from edgedigits import runtime
 from edgedigits.data.evalsets import is_number_folder, load_labelled_folder, load_number_folder
 from edgedigits.files import staged_set, write_json
-from edgedigits.reading.classify import classify_files, classify_multi
+from edgedigits.reading.classify import classify_files
 from edgedigits.report import confusion_matrix, plot_confusion_matrix
+from edgedigits.tasks import MULTI
 
 SKIPPED_SHOWN = 20
 
@@ -84,7 +85,7 @@ def evaluate_numbers(classifier: runtime.DigitClassifier, root: str, quiet: bool
     """A ``labels.csv`` folder of written numbers, read like ``classify.py --multi``."""
     folder = load_number_folder(root)
     paths = [path for path, _ in folder.samples]
-    rows = classify_multi(classifier, paths, quiet)
+    rows = classify_files(classifier, paths, quiet, MULTI)
     exact = digits_right = digits_total = 0
     errors = []
     for row, (_, label) in zip(rows, folder.samples, strict=True):

@@ -128,10 +128,18 @@ class DigitClassifier(abc.ABC):
     model_path: Path
     labels: tuple[str, ...] = contract.LABELS
     details: dict
-    # What the model is (contract.SHAPES): a digit classifier unless the backend says otherwise.
+    # What the model is (its task, edgedigits.tasks): a digit classifier unless the backend
+    # says otherwise (the backends that read a model file set these from the model itself).
     model_type: str = contract.MODEL_TYPE
     input_shape: tuple[int, ...] = contract.IMAGE_SHAPE
     output_shape: tuple[int, ...] = (NUM_CLASSES,)
+
+    @property
+    def reading_task(self):
+        """The task (edgedigits.tasks) that reads images with this model."""
+        from edgedigits.tasks import get_task
+
+        return get_task(self.model_type)
 
     @abc.abstractmethod
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
@@ -353,32 +361,38 @@ def find_model(model: str | Path | None = None, backend: str = "openvino",
                     "first, or pass --model")
 
 
-def default_number_reader(backend: str = "openvino") -> Path | None:
-    """The number reader under ``models/number-reader/`` if one was trained (and, for
-    OpenVINO, converted); None otherwise."""
-    folder = contract.default_models_dir() / contract.NUMBER_READER_DIR
-    try:
-        return find_model(folder, backend)
-    except UserError:
-        return None
+def default_model_for(accept: tuple[str, ...] | None, backend: str = "openvino") -> Path | None:
+    """The trained model a caller that can use the kinds ``accept`` should read by default:
+    ``models/<folder>/`` of the first such kind that has its own default folder (the number
+    reader's ``models/number-reader/``, for whole numbers) when one was trained (and, for
+    OpenVINO, converted); None: the default models folder."""
+    from edgedigits.tasks import all_tasks
+
+    for task in all_tasks():
+        if task.default_folder and (accept is None or task.model_type in accept):
+            try:
+                return find_model(contract.default_models_dir() / task.default_folder, backend)
+            except UserError:
+                continue
+    return None
 
 
 def load_classifier(model: str | Path | None = None, backend: str = "openvino",
                     device: str = "CPU", *, variant: str | None = None, hint: str = "latency",
                     inference_precision: str | None = None, threads: int | None = None,
                     async_jobs: int | None = None, verbose: bool = False,
-                    accept: tuple[str, ...] = (contract.MODEL_TYPE,),
+                    accept: tuple[str, ...] | None = None,
                     **backend_options: Any) -> DigitClassifier:
-    """Load a digit classifier: a model file, a folder to search, or (None) the default one.
+    """Load a model: a model file, a folder to search, or (None) the default one.
 
-    ``accept``: the kinds of model (contract.MODEL_TYPES) the caller can use. With the number
-    reader among them and no ``model``, the trained number reader
-    (``models/number-reader/``) comes first when there is one.
+    ``accept``: the kinds of model (model types, ``tasks.kinds_for(mode)``) the caller can use;
+    None: any registered kind. With no ``model``, a kind with its own default folder among them
+    comes first when it was trained (:func:`default_model_for`).
     Options a backend does not take are left out (``hint`` means nothing to TensorFlow).
     """
     entry = get_backend(backend)
-    if model is None and contract.NUMBER_READER in accept:
-        model = default_number_reader(entry.name)
+    if model is None and accept is not None:
+        model = default_model_for(accept, entry.name)
     if entry.model_suffixes:
         path = find_model(model, entry.name, variant)
         if path.suffix.lower() not in entry.model_suffixes:
@@ -399,7 +413,7 @@ def load_classifier(model: str | Path | None = None, backend: str = "openvino",
     try:
         cls = entry.load()
         accepted = inspect.signature(cls.__init__).parameters
-        if "accept" not in accepted and contract.MODEL_TYPE not in accept:
+        if "accept" not in accepted and accept is not None and contract.MODEL_TYPE not in accept:
             raise UserError(f"the {entry.name} backend runs digit classifiers only; "
                             "use --backend openvino or tf")
         options = {key: value for key, value in options.items()

@@ -38,6 +38,7 @@ from edgedigits.runtime import (
     DigitClassifier,
     as_batch,
 )
+from edgedigits.tasks.checks import check_ir, ir_labels
 
 try:  # the pybind11 class under openvino.InferRequest (see _bound_infer)
     from openvino._pyopenvino import InferRequest as _NativeInferRequest
@@ -71,7 +72,7 @@ class OpenVINOClassifier(DigitClassifier):
     def __init__(self, model_path: str | Path, device: str = "CPU", *, hint: str = "latency",
                  inference_precision: str | None = None, threads: int | None = None,
                  async_jobs: int | None = None, core: ov.Core | None = None,
-                 accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> None:
+                 accept: tuple[str, ...] | None = None) -> None:
         self.model_path = Path(model_path)
         self._core = core or ov.Core()
         self.device = check_device(self._core, device)
@@ -86,9 +87,10 @@ class OpenVINOClassifier(DigitClassifier):
         self._async_jobs = async_jobs
 
         self._model = _read_ir(self._core, self.model_path)
-        self.labels = contract.check_ir(self._model, self.model_path, accept)
-        self.model_type = contract.ir_model_type(self._model)
-        self.input_shape, self.output_shape = contract.SHAPES[self.model_type]
+        self.task = check_ir(self._model, self.model_path, accept)
+        self.labels = ir_labels(self._model, self.task)
+        self.model_type = self.task.model_type
+        self.input_shape, self.output_shape = self.task.input_shape, self.task.output_shape
         self.variant = contract.ir_variant(self._model, self.model_path)
 
         # Every batch runs on a static-shape model: batch sizes are rounded up to a power of

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits import contract
 from edgedigits.cli import import_tensorflow
 from edgedigits.errors import UserError, first_line
 from edgedigits.runtime import MAX_BATCH, DigitClassifier, as_batch, in_batches
+from edgedigits.tasks import task_for_shapes
+from edgedigits.tasks.checks import check_signature
 
 _PRECISION_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
@@ -49,9 +50,10 @@ def check_keras_archive(path: Path) -> None:
 
 
 def load_keras_classifier(path: str | Path, verbose: bool = False,
-                          accept: tuple[str, ...] = (contract.MODEL_TYPE,)):
-    """The one safe Keras loader: a .keras file that is a 28x28 digit classifier (or another
-    kind of model in ``accept``: contract.SHAPES), or UserError.
+                          accept: tuple[str, ...] | None = None):
+    """The one safe Keras loader: a .keras file that is a model of a registered kind in
+    ``accept`` (model types; None: any), or UserError. Its kind is its shapes'
+    (:func:`edgedigits.tasks.checks.check_signature`).
 
     ``safe_mode=True``: a model file must not be able to run arbitrary code (Lambda layers).
     """
@@ -79,7 +81,7 @@ def load_keras_classifier(path: str | Path, verbose: bool = False,
     if len(inputs) != 1 or len(outputs) != 1:
         raise UserError(f"{path}: expected one input and one output, got {len(inputs)} and "
                         f"{len(outputs)}")
-    contract.check_signature(inputs[0].shape, outputs[0].shape, str(path), accept)
+    check_signature(inputs[0].shape, outputs[0].shape, str(path), accept)
     return model
 
 
@@ -109,14 +111,14 @@ class _KerasBackend(DigitClassifier):
 
     def __init__(self, model_path: str | Path, device: str = "CPU", *,
                  threads: int | None = None, verbose: bool = False,
-                 accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> None:
+                 accept: tuple[str, ...] | None = None) -> None:
         self.model_path = Path(model_path)
         self._tf = _start_tensorflow(threads, verbose)
         self.device, self._placement = _check_device(self._tf, device)
         self._model = load_keras_classifier(self.model_path, verbose, accept)
-        self.model_type = contract.model_type_for(self._model.inputs[0].shape,
-                                                  self._model.outputs[0].shape)
-        self.input_shape, self.output_shape = contract.SHAPES[self.model_type]
+        self.task = task_for_shapes(self._model.inputs[0].shape, self._model.outputs[0].shape)
+        self.model_type = self.task.model_type
+        self.input_shape, self.output_shape = self.task.input_shape, self.task.output_shape
         compute = getattr(getattr(self._model, "dtype_policy", None), "compute_dtype", "float32")
         self.precision = _PRECISION_NAMES.get(compute, compute)
         self.details = {}
@@ -137,7 +139,7 @@ class TensorFlowClassifier(_KerasBackend):
 
     def __init__(self, model_path: str | Path, device: str = "CPU", *,
                  threads: int | None = None, jit_compile: bool | str = False,
-                 verbose: bool = False, accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> None:
+                 verbose: bool = False, accept: tuple[str, ...] | None = None) -> None:
         super().__init__(model_path, device, threads=threads, verbose=verbose, accept=accept)
         tf, model = self._tf, self._model
 

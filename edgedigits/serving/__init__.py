@@ -1,5 +1,7 @@
-"""Serving: the digit model over the Open Inference Protocol v2 (KServe), OVMS-compatible.
+"""Serving: the models over the Open Inference Protocol v2 (KServe), OVMS-compatible.
 
-``repository`` lays out the OVMS model repository (no server imports); ``models`` holds the
-KServe models; ``server`` runs them. Only ``models``/``server`` import kserve.
+``models`` holds the KServe models (a predictor per loaded model, the ``digit-reader``
+transformer in front); ``server`` runs them; ``rest`` the REST details; ``loadtest`` the
+serving benchmark. The OVMS model repository they serve from is laid out by
+:mod:`edgedigits.model_repository` (shared with conversion, no server imports).
 """

@@ -31,8 +31,9 @@ import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from edgedigits import contract, runtime
+from edgedigits import runtime
 from edgedigits.reading import classify
+from edgedigits.tasks import MULTI, SINGLE, Task
 
 READER_NAME = "digit-reader"
 TENSORFLOW_NAME = "digits-tf"
@@ -240,29 +241,34 @@ class ReaderJob:
     multi: bool
     preprocessed: bool
     compare: bool
-    rows: list[classify.Row]
-    crops: list[np.ndarray] = field(default_factory=list)  # every digit, in row order
-    # per row (multi): its candidate digits (numbers.Candidates), None if unread
-    boxes: list = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)  # digits per row
+    model: DigitsModel  # the predictor that reads this request (its task prepares the images)
+    rows: list[classify.Row] = field(default_factory=list)
+    prepared: list = field(default_factory=list)  # per row: tasks.Prepared, or None if unread
     probabilities: np.ndarray | None = None
     inference_ms: float = 0.0
     compared: dict = field(default_factory=dict)  # backend -> (probabilities, ms)
     all_probabilities: bool = False  # the page's bar chart: all ten, not only the top 3
-    lines: bool = False  # multi read by the number reader: crops are lines, not digits
+
+    @property
+    def mode(self) -> str:
+        return MULTI if self.multi else SINGLE
+
+    @property
+    def task(self) -> Task:
+        return self.model.classifier.reading_task
 
 
 class DigitReaderModel(Model):
     """OIP v2 model: `images` BYTES [N] (encoded image files) -> `results` BYTES [N] (JSON rows).
 
-    Request parameters: ``multi`` (every digit with its box), ``preprocessed`` (the 28x28 image(s)
-    the model saw, as PNG data URLs), ``probabilities`` (all ten per digit, not only the top 3),
+    Request parameters: ``multi`` (every digit with its box), ``preprocessed`` (the input(s) the
+    model saw, as PNG data URLs), ``probabilities`` (all ten per digit, not only the top 3),
     ``compare`` (also native TensorFlow; needs --compare).
     The predictor is the ``digits`` model: the local runtime, or with ``serve.py --server URL``
     a :class:`edgedigits.runtime.remote.RemoteClassifier` in front of OVMS, Triton or another
-    server.
-    With a ``number_reader`` (the ``number-reader`` model), ``multi`` reads whole lines with it
-    (``preprocessed`` then shows the lines it read); ``compare`` keeps to the digit models.
+    server. Whatever kind of model a predictor holds, its task (:mod:`edgedigits.tasks`)
+    prepares the images and reads the outputs. With a ``number_reader`` (the
+    ``number-reader`` model), ``multi`` is read by it; ``compare`` keeps to the digit models.
     """
 
     def __init__(self, predictor: DigitsModel, tensorflow: DigitsModel | None = None, *,
@@ -289,7 +295,18 @@ class DigitReaderModel(Model):
     def get_output_types(self) -> list[dict]:
         return [{"name": RESULTS_NAME, "datatype": "BYTES", "shape": [-1]}]
 
-    # -- 1. preprocess: encoded images -> MNIST-format digits (the one preprocessing module)
+    def model_for(self, mode: str, compare: bool) -> DigitsModel:
+        """The predictor whose task reads in ``mode`` (a comparison keeps to ``digits``)."""
+        if mode == MULTI and self.number_reader is not None and not compare:
+            return self.number_reader
+        if not self.predictor.classifier.reading_task.supports(mode):
+            raise InvalidInput(f"model {self.predictor.name!r} is a "
+                               f"{self.predictor.classifier.reading_task.description}: it "
+                               f"cannot read {'several digits' if mode == MULTI else 'one digit'}"
+                               f" per image{'' if mode == MULTI else ' (use multi)'}")
+        return self.predictor
+
+    # -- 1. preprocess: encoded images -> the model's inputs (the task layer's preprocessing)
 
     async def preprocess(self, payload: InferRequest, headers: dict | None = None) -> ReaderJob:
         if not isinstance(payload, InferRequest):
@@ -305,49 +322,40 @@ class DigitReaderModel(Model):
         if compare and self.tensorflow is None:
             raise InvalidInput("compare: TensorFlow is not loaded (start the server with "
                                "--compare)")
-        job = ReaderJob(payload, bool_parameter(payload, "multi"),
-                        bool_parameter(payload, "preprocessed"), compare, rows=[])
+        multi = bool_parameter(payload, "multi")
+        job = ReaderJob(payload, multi, bool_parameter(payload, "preprocessed"), compare,
+                        self.model_for(MULTI if multi else SINGLE, compare))
         job.all_probabilities = bool_parameter(payload, "probabilities")
-        job.lines = job.multi and self.number_reader is not None and not compare
         encoded = [_image_bytes(element, i) for i, element in
                    enumerate(tensor_array(tensor).reshape(-1))]
         loop = asyncio.get_running_loop()
         read = await asyncio.gather(*(loop.run_in_executor(None, self._read, data, i, job)
                                       for i, data in enumerate(encoded)))
-        for i, result in enumerate(read):
+        for i, (prepared, error) in enumerate(read):
             name = f"{INPUT_NAME}[{i}]"
-            crops, boxes, error = result if job.multi else (result[0], None, result[1])
             if error is not None and error != classify.NO_DIGIT:
                 raise InvalidInput(f"{name}: {error}")
             job.rows.append(classify.Row(name, error=error))
-            digits = [] if crops is None else list(crops) if job.multi else [crops]
-            job.crops += digits
-            job.counts.append(len(digits))
-            job.boxes.append(boxes)
+            job.prepared.append(prepared)
         return job
 
     def _read(self, data: bytes, index: int, job: ReaderJob):
-        name = f"{INPUT_NAME}[{index}]"
         with self._decoding:
-            if job.multi:
-                model_type = contract.NUMBER_READER if job.lines else contract.MODEL_TYPE
-                return classify.read_digits_bytes(data, name, max_pixels=self.max_pixels,
-                                                  model_type=model_type)
-            return classify.read_digit_bytes(data, name, max_pixels=self.max_pixels)
+            return classify.prepare_bytes(data, f"{INPUT_NAME}[{index}]", job.task, job.mode,
+                                          max_pixels=self.max_pixels)
 
     # -- 2. predict: the predictor (in process, or remote over OIP v2)
 
     async def predict(self, job: ReaderJob, headers: dict | None = None,
                       response_headers: dict | None = None) -> ReaderJob:
-        model = self.number_reader if job.lines else self.predictor
-        images = (np.stack(job.crops)[..., None] if job.crops
-                  else np.zeros((0, *model.classifier.input_shape), np.uint8))
-        job.probabilities, job.inference_ms = await model.infer(images)
+        present = [p.inputs for p in job.prepared if p is not None]
+        images = (np.concatenate(present)[..., None] if present
+                  else np.zeros((0, *job.model.classifier.input_shape), np.uint8))
+        job.probabilities, job.inference_ms = await job.model.infer(images)
         if job.compare:
             job.compared["openvino"] = (job.probabilities, job.inference_ms)
             job.compared["tensorflow"] = await self.tensorflow.infer(images)
         return job
-
 
     # -- 3. postprocess: rows exactly like classify --json, plus what the page asked for
 
@@ -355,29 +363,26 @@ class DigitReaderModel(Model):
                           response_headers: dict | None = None) -> InferResponse:
         start = 0
         results = []
-        for row, count, boxes in zip(job.rows, job.counts, job.boxes, strict=True):
-            probabilities = job.probabilities[start:start + count]
-            crops = job.crops[start:start + count]
-            # Detections are listed left to right: the extras follow the same order (with
-            # multi, only the candidates chosen as the number's digits).
-            order = list(range(count))
-            if count and job.lines:
-                classify.fill_number(row, boxes, probabilities)  # the lines, each shown whole
-            elif count and job.multi:
-                order = classify.fill_number(row, boxes, probabilities)
-            elif count:
-                classify.fill_digit(row, probabilities[0])
+        for row, prepared in zip(job.rows, job.prepared, strict=True):
+            count = 0 if prepared is None else len(prepared)
+            reading = None
+            if count:
+                reading = job.task.read(prepared, job.probabilities[start:start + count])
+                classify.fill_row(row, reading, job.mode)
             data = row.as_json(job.multi)
             data["inference_ms"] = round(job.inference_ms, 3)
             if job.preprocessed:
-                urls = [_png_data_url(crops[k]) for k in order]
+                shown = reading.inputs if reading is not None and reading.inputs is not None \
+                    else []
+                urls = [_png_data_url(image) for image in shown]
                 data["preprocessed"] = urls if job.multi else (urls[0] if urls else None)
-            if job.all_probabilities and not job.lines:
-                vectors = [[round(float(p), 4) for p in probabilities[k]] for k in order]
+            if job.all_probabilities:
+                vectors = [[round(float(p), 4) for p in digit.probabilities]
+                           for digit in (reading.digits if reading is not None else [])]
                 data["probabilities"] = vectors if job.multi else (vectors[0] if vectors else None)
             if job.compare:
                 data["compare"] = {
-                    backend: _summary(p[start:start + count][order], ms, job.multi)
+                    backend: _summary(job.task, prepared, p[start:start + count], ms, job.multi)
                     for backend, (p, ms) in job.compared.items()}
             results.append(json.dumps(data).encode())
             start += count
@@ -385,16 +390,17 @@ class DigitReaderModel(Model):
                          np.array(results, dtype=np.object_))
 
 
-def _summary(probabilities: np.ndarray, milliseconds: float, multi: bool) -> dict:
-    """One backend's answer for the compare view."""
-    if len(probabilities) == 0:
+def _summary(task: Task, prepared, outputs: np.ndarray, milliseconds: float,
+             multi: bool) -> dict:
+    """One backend's reading for the compare view."""
+    digits = task.read(prepared, outputs).digits if len(outputs) else []
+    if not digits:
         return {"digit": None, "confidence": None, "inference_ms": round(milliseconds, 3)}
-    digits = probabilities.argmax(1)
-    summary = {"digit": int(digits[0]) if not multi else None,
-               "confidence": round(float(probabilities.max(1).min()), 4),
+    summary = {"digit": digits[0].digit if not multi else None,
+               "confidence": min(d.confidence for d in digits),
                "inference_ms": round(milliseconds, 3)}
     if multi:
-        summary["digits"] = [int(d) for d in digits]
+        summary["digits"] = [d.digit for d in digits]
     return summary
 
 

@@ -1,17 +1,17 @@
-"""The number reader: a line of handwritten digits read whole by a CTC sequence model.
+"""The number reader's task: a line of handwritten digits read whole by a CTC sequence model.
 
 Touching and overlapping digits have no clean place to cut, so this reader does not cut. It
-finds the line of ink (:func:`find_lines`: the ink groups of :func:`segment.find_ink_groups`
-that share a row), normalises it the same way for training and inference (:func:`line_input`:
-paper flattened away, ink white on black, the line's height scaled to LINE_HEIGHT, padded to
-LINE_WIDTH columns) and a small CNN reads it column by column: every STRIDE input columns one
-output step with the probabilities of "digit 0-9" or "no new digit" (the CTC blank).
-:func:`decode` takes the best class per step and collapses repeats and blanks: the number.
+finds the lines of ink (:func:`find_lines`: the ink groups of :func:`segment.find_ink_groups`
+that share a row), normalises each the same way for training and inference
+(:func:`line_input`: paper flattened away, ink white on black, the line's height scaled to
+INK_HEIGHT, padded to LINE_WIDTH columns) and a small CNN reads it column by column: every
+STRIDE input columns one output step with the probabilities of "digit 0-9" or "no new digit"
+(the CTC blank). :func:`ctc_decode` takes the best class per step and collapses repeats and
+blanks: the number.
 
-The model (``train/train.py --arch number-reader``) is trained on lines composed from MNIST
-*training* digits by :func:`synthetic_lines` (touching, overlapping, spaced, slanted, with
-separators, ruled lines, form boxes and printed patterns, photographed by
-:mod:`edgedigits.data.render`) and read back through the same :func:`line_input`.
+The model (``train/train.py --arch number-reader``, :mod:`edgedigits.training.number_reader`) is
+trained on lines composed from MNIST *training* digits and read back through the same
+:func:`find_lines` and :func:`line_input`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edgedigits.data import render
-from edgedigits.image import preprocess, segment
-from edgedigits.image.segment import Box
-from edgedigits.tasks import splitting as numbers
+from edgedigits import contract
+from edgedigits.image import segment
+from edgedigits.image.image import Image
+from edgedigits.tasks.base import MULTI, SINGLE, Prepared, Task
+from edgedigits.tasks.result import Box, Digit, Reading
 
-LINE_HEIGHT = 32
-LINE_WIDTH = 192
+LINE_HEIGHT, LINE_WIDTH = contract.LINE_SHAPE[:2]
+
 # The ink of a line fills this many of the LINE_HEIGHT rows (a margin above and below, as
 # MNIST's 20 of 28).
 INK_HEIGHT = 24
@@ -47,19 +48,19 @@ LINE_GAP = 1.5
 
 @dataclass
 class Line:
-    """One line of ink ready for the number reader."""
+    """One line of ink ready for the number reader (boxes in the image's working pixels)."""
 
-    box: Box  # the line in the input image's pixels
+    box: Box  # the line
     pixels: np.ndarray  # (LINE_HEIGHT, LINE_WIDTH) uint8, white ink on black
-    scale: float  # input-image pixels per line-input column
-    left: int  # the input image's column of the line input's first column
-    groups: list[Box] = field(default_factory=list)  # its ink groups, input pixels
+    scale: float  # working pixels per line-input column
+    left: int  # the working column of the line input's first column
+    groups: list[Box] = field(default_factory=list)  # its ink groups
 
 
 @dataclass
-class Reading:
-    """A line read: its digits, each digit's confidence and output step, the probabilities of
-    the digits at those steps (blank left out, renormalised)."""
+class LineReading:
+    """One line decoded: its digits, each digit's confidence and output step, the probabilities
+    of the digits at those steps (blank left out, renormalised)."""
 
     number: str
     confidences: list[float]
@@ -67,71 +68,14 @@ class Reading:
     digit_probabilities: list[np.ndarray]
 
 
-@dataclass
-class Lines:
-    """Every line of an image, ready for one batched inference (the number reader's
-    :class:`numbers.Candidates`)."""
-
-    lines: list[Line]
-    box_scale: float = 1.0  # reported boxes are divided by this (see to_original)
-
-    @property
-    def boxes(self) -> list[Box]:
-        return [line.box for line in self.lines]
-
-    @property
-    def inputs(self) -> np.ndarray:
-        """(N, LINE_HEIGHT, LINE_WIDTH) uint8: what the model reads."""
-        if not self.lines:
-            return np.zeros((0, LINE_HEIGHT, LINE_WIDTH), np.uint8)
-        return np.stack([line.pixels for line in self.lines])
-
-    def to_original(self, scale: float) -> None:
-        """Report boxes in the pixels of an image ``scale`` times larger than the one read."""
-        self.box_scale = scale
-
-    def choose(self, probabilities: np.ndarray) -> numbers.NumberReading:
-        return choose(self, probabilities)
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-
-def find(image: np.ndarray, dark_ink: bool | None = None, detect_side: int | None = None,
-         max_lines: int | None = None) -> Lines:
-    """:func:`find_lines` as a :class:`Lines` batch."""
-    return Lines(find_lines(image, dark_ink, detect_side, max_lines))
-
-
-def choose(lines: Lines, probabilities: np.ndarray) -> numbers.NumberReading:
-    """What the model's ``probabilities`` (N, STEPS, 11) say the lines hold: a detection per
-    digit (box, digit, confidence, top 3), lines top to bottom, digits left to right; the
-    number is the lines' digits, lines joined by a space."""
-    detections, texts = [], []
-    for line, steps in zip(lines.lines, probabilities, strict=True):
-        reading = decode(steps)
-        if not reading.number:
-            continue
-        texts.append(reading.number)
-        for box, row in zip(digit_boxes(line, reading), reading.digit_probabilities,
-                            strict=True):
-            box = tuple(round(value / lines.box_scale) for value in box)
-            detections.append(numbers.detection(box, row))
-    return numbers.NumberReading(detections, " ".join(texts))
-
-
-def find_lines(image: np.ndarray, dark_ink: bool | None = None,
+def find_lines(image: Image | np.ndarray, dark_ink: bool | None = None,
                detect_side: int | None = None, max_lines: int | None = None) -> list[Line]:
-    """The lines of digits in ``image`` (any array :func:`preprocess.to_grayscale` accepts),
-    in reading order, each normalised for the number reader."""
+    """The lines of digits in ``image`` (an Image, or any array it takes), in reading order,
+    each normalised for the number reader; boxes in the image's working pixels."""
+    image = Image.of(image)
     found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
     if not found.groups:
         return []
-    image = np.asarray(image)
-    # uint8 gray or BGR converts pixel by pixel: convert only the lines (a webcam frame's
-    # whole-frame conversion was ~0.12 ms of its ~2.5); alpha and float images are judged whole
-    per_pixel = image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3))
-    source = image if per_pixel else preprocess.to_grayscale(image)
     if dark_ink is None:
         dark_ink = found.dark_ink
     boxes = [found.to_input(box) for _, box in found.groups]
@@ -142,7 +86,7 @@ def find_lines(image: np.ndarray, dark_ink: bool | None = None,
     lines = []
     for row in rows:
         box = _union(row)
-        pixels, scale, left = line_input(source, box, dark_ink)
+        pixels, scale, left = line_input(image, box, dark_ink)
         lines.append(Line(box, pixels, scale, left, sorted(row)))
     return lines
 
@@ -186,10 +130,10 @@ def _rows(boxes: list[Box]) -> list[list[Box]]:
     return rows
 
 
-def line_input(image: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray, float, int]:
-    """The model's input for the line of ink at ``box`` in ``image`` (gray, or uint8 BGR
-    converted here, crop only): (LINE_HEIGHT, LINE_WIDTH)
-    uint8, white ink on black; the input pixels per column; the input column of column 0.
+def line_input(image: Image, box: Box, dark_ink: bool) -> tuple[np.ndarray, float, int]:
+    """The model's input for the line of ink at ``box`` (working pixels) in ``image``:
+    (LINE_HEIGHT, LINE_WIDTH) uint8, white ink on black; working pixels per column; the working
+    column of column 0.
 
     The box grows by a margin (strokes the segmentation missed), is scaled so the line's height
     is INK_HEIGHT rows (or narrower when the line is long), the paper is estimated by a
@@ -200,7 +144,7 @@ def line_input(image: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray,
     pad = round(h * margin / INK_HEIGHT / 2)
     top, bottom = max(0, y - pad), min(image.shape[0], y + h + pad)
     left, right = max(0, x - pad), min(image.shape[1], x + w + pad)
-    crop = preprocess.to_grayscale(image[top:bottom, left:right])
+    crop = image.gray_region(top, bottom, left, right)
     if not dark_ink:
         crop = 255 - crop
     scale = max(h / INK_HEIGHT, crop.shape[1] / LINE_WIDTH, 1e-6)
@@ -220,7 +164,7 @@ def line_input(image: np.ndarray, box: Box, dark_ink: bool) -> tuple[np.ndarray,
     return pixels, scale, left
 
 
-def decode(probabilities: np.ndarray) -> Reading:
+def ctc_decode(probabilities: np.ndarray) -> LineReading:
     """Greedy CTC decoding of one line's (STEPS, 11) probabilities: the best class per step,
     repeats merged, blanks dropped. A digit held over several steps is placed at its most
     confident one."""
@@ -236,12 +180,12 @@ def decode(probabilities: np.ndarray) -> Reading:
             steps.append(step)
     rows = [probabilities[step, :BLANK] / max(float(probabilities[step, :BLANK].sum()), 1e-12)
             for step in steps]
-    return Reading("".join(str(best[step]) for step in steps),
+    return LineReading("".join(str(best[step]) for step in steps),
                    [float(probabilities[step, best[step]]) for step in steps], steps, rows)
 
 
-def digit_boxes(line: Line, reading: Reading) -> list[Box]:
-    """A box per digit read, in input pixels: the ink group under the digit's output step, cut
+def digit_boxes(line: Line, reading: LineReading) -> list[Box]:
+    """A box per digit read, in working pixels: the ink group under the digit's output step, cut
     between neighbouring digits when several digits share one group."""
     centres = [line.left + (step + 0.5) * STRIDE * line.scale for step in reading.steps]
     boxes: list[Box] = []
@@ -269,39 +213,79 @@ def _union(boxes: list[Box]) -> Box:
     return left, top, right - left, bottom - top
 
 
+
+
 # --------------------------------------------------------------------------------------------
-# Training lines
+# The task
 
 
-def synthetic_line(images: np.ndarray, labels: np.ndarray,
-                   rng: np.random.Generator) -> tuple[np.ndarray, str] | None:
-    """One training line: random MNIST digits written as a number (:func:`render.written_number`
-    with a random spacing), photographed, found and normalised exactly as at inference.
-    None when the segmentation found no line (the sample is skipped)."""
-    count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
-    chosen = rng.integers(0, len(images), count)
-    gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
-    photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)), gap=gap)
-    if rng.random() < 0.15:
-        photo = 255 - photo  # light ink on a dark board
-    lines = find_lines(photo, max_lines=1)
-    if not lines:
-        return None
-    return lines[0].pixels, "".join(str(int(d)) for d in labels[chosen])
+class NumberReaderTask(Task):
+    def __init__(self) -> None:
+        super().__init__(
+            model_type=contract.NUMBER_READER, description="number reader",
+            input_shape=contract.LINE_SHAPE,
+            output_shape=(contract.LINE_STEPS, contract.LINE_CLASSES), modes=(MULTI,),
+            where_to_use=" (it reads whole numbers: use it with --multi, the webcam or the "
+                         "server's multi reading)",
+            default_folder=contract.NUMBER_READER_DIR,
+            input_polarity="one line of digits, white on black, 24 of the 32 rows high, "
+                           "left-aligned",
+            output_kind="per step (4 columns) softmax over the digits 0-9 and the CTC blank "
+                        "(class 10)",
+            unit="line", accuracy_header="lines exact", counts="lines read exactly",
+            test_set_text=f"lines of handwritten digits rendered from MNIST test digits (seed "
+                          f"{LINE_SEED}); accuracy = lines read exactly (the whole number, "
+                          "after CTC decoding), agreement = the same decoded number as Keras",
+            peers=False, int8_max_drop_pt=0.5, speed_goals=False)
+
+    def prepare(self, image: Image, mode: str = MULTI, *,
+                max_items: int | None = None) -> Prepared:
+        if mode == SINGLE:
+            raise ValueError("the number reader reads lines (multi), not single digits")
+        lines = find_lines(image, max_lines=max_items)
+        inputs = (np.stack([line.pixels for line in lines]) if lines
+                  else np.zeros((0, LINE_HEIGHT, LINE_WIDTH), np.uint8))
+        return Prepared(inputs, image, lines, MULTI)
+
+    def read(self, prepared: Prepared, outputs: np.ndarray) -> Reading:
+        """A digit per digit read (box, confidence, top 3), lines top to bottom, digits left to
+        right; the text is the lines' digits, lines joined by a space."""
+        image = prepared.image
+        digits, texts, shown = [], [], []
+        for index, (line, steps) in enumerate(zip(prepared.state, outputs, strict=True)):
+            reading = ctc_decode(steps)
+            if not reading.number:
+                continue
+            texts.append(reading.number)
+            shown.append(index)
+            for box, row in zip(digit_boxes(line, reading), reading.digit_probabilities,
+                                strict=True):
+                digits.append(Digit.from_probabilities(row, image.to_original(box)))
+        return Reading(digits, text=" ".join(texts),
+                       inputs=prepared.inputs[shown] if shown else None, indices=shown)
+
+    def batch_sizes(self, mode: str, max_items: int) -> tuple[int, ...]:
+        return super().batch_sizes(mode, max_items)
+
+    def answers(self, outputs: np.ndarray) -> np.ndarray:
+        return np.array([ctc_decode(steps).number for steps in outputs], dtype=str)
+
+    def test_set(self, mnist, count: int | None) -> tuple[np.ndarray, np.ndarray]:
+        from edgedigits.training.number_reader import render_lines
+
+        lines, texts = render_lines(mnist.x_test, mnist.y_test, count or FULL_LINES,
+                                    seed=LINE_SEED, log=lambda _: None)
+        return lines[..., None], np.array(texts, dtype=str)
+
+    def calibration(self, x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.ndarray:
+        from edgedigits.training.number_reader import render_lines
+
+        return render_lines(x_pool, y_pool, size, seed=CALIBRATION_SEED,
+                            log=lambda _: None)[0][..., None]
 
 
-_LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
-_LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
-
-
-def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int,
-                    seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """``count`` training lines (see :func:`synthetic_line`), reproducibly from ``seed``."""
-    rng = np.random.default_rng(seed)
-    pixels, texts = [], []
-    while len(texts) < count:
-        made = synthetic_line(images, labels, rng)
-        if made is not None:
-            pixels.append(made[0])
-            texts.append(made[1])
-    return np.stack(pixels), texts
+# The test lines: rendered from MNIST *test* digits with this seed; the first 1,000 are the
+# lines convert/to_ir.py scores its IRs on. Calibration lines come from training digits.
+LINE_SEED = 0
+FULL_LINES = 1000  # a full (not --quick) run: rendering costs ~6 ms a line
+CALIBRATION_SEED = 1  # conversion's seed (0) + 1, as before the task layer

@@ -1,7 +1,7 @@
 """Training the number reader (:mod:`edgedigits.tasks.number_reader`): a CNN read with CTC.
 
 ``train/train.py --arch number-reader`` calls :func:`train_number_reader`. Lines are made from
-MNIST *training* digits by :func:`sequence.synthetic_lines` (in worker processes: rendering
+MNIST *training* digits by :func:`synthetic_lines` (in worker processes: rendering
 and segmenting costs ~6 ms a line, so both cores make lines before training starts); the
 validation lines come from the held-out training digits, so the MNIST test digits (the
 ``numbers`` evaluation set's) are never seen.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgedigits.data import render
 from edgedigits.tasks import number_reader as sequence
 
 ARCH = "number-reader"
@@ -100,7 +101,7 @@ def read_lines(model, pixels: np.ndarray, batch_size: int = 256) -> list[str]:
     """The numbers an inference model reads in lines (N, 32, 192) uint8."""
     probabilities = model.predict(pixels[..., None].astype(np.float32) / 255.0,
                                   batch_size=batch_size, verbose=0)
-    return [sequence.decode(p).number for p in probabilities]
+    return [sequence.ctc_decode(p).number for p in probabilities]
 
 
 def string_accuracy(predicted: list[str], expected: list[str]) -> float:
@@ -117,7 +118,7 @@ def _keep_digits(images: np.ndarray, labels: np.ndarray) -> None:
 
 def _make_lines(job: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     count, seed = job
-    return sequence.synthetic_lines(*_worker_digits, count, seed)
+    return synthetic_lines(*_worker_digits, count, seed)
 
 
 def render_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
@@ -141,7 +142,7 @@ def render_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
                 initializer=_keep_digits, initargs=(images, labels)))
             results = pool.map(_make_lines, jobs)
         else:
-            results = (sequence.synthetic_lines(images, labels, n, s) for n, s in jobs)
+            results = (synthetic_lines(images, labels, n, s) for n, s in jobs)
         for made in results:
             pixels.append(made[0])
             texts += made[1]
@@ -203,3 +204,41 @@ def train_number_reader(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.nd
         callbacks=[LineAccuracy(), *extra_callbacks], verbose=0)
     accuracy = history.history["val_line_accuracy"][-1]  # the last epoch's, read above
     return NumberReaderResult(model, history.history, accuracy, time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------------------------
+# Training lines
+
+
+def synthetic_line(images: np.ndarray, labels: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, str] | None:
+    """One training line: random MNIST digits written as a number (:func:`render.written_number`
+    with a random spacing), photographed, found and normalised exactly as at inference.
+    None when the segmentation found no line (the sample is skipped)."""
+    count = int(rng.choice(np.arange(1, sequence.MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
+    chosen = rng.integers(0, len(images), count)
+    gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
+    photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)), gap=gap)
+    if rng.random() < 0.15:
+        photo = 255 - photo  # light ink on a dark board
+    lines = sequence.find_lines(photo, max_lines=1)
+    if not lines:
+        return None
+    return lines[0].pixels, "".join(str(int(d)) for d in labels[chosen])
+
+
+_LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
+_LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
+
+
+def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int,
+                    seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """``count`` training lines (see :func:`synthetic_line`), reproducibly from ``seed``."""
+    rng = np.random.default_rng(seed)
+    pixels, texts = [], []
+    while len(texts) < count:
+        made = synthetic_line(images, labels, rng)
+        if made is not None:
+            pixels.append(made[0])
+            texts.append(made[1])
+    return np.stack(pixels), texts

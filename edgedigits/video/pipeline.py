@@ -31,7 +31,8 @@ from edgedigits import contract, runtime
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, check_outputs, ensure_writable_dir
 from edgedigits.image import segment
-from edgedigits.tasks import splitting as numbers
+from edgedigits.image.image import Image
+from edgedigits.tasks import MULTI, SINGLE, Prepared, Task, kinds_for
 
 WINDOW = "edgedigits"
 FILE_QUEUE_FRAMES = 8  # decoded frames buffered ahead of a file's processing
@@ -201,25 +202,30 @@ class FrameJob:
     index: int  # frame number in the source
     time_ms: float
     frame: np.ndarray
-    boxes: list
-    digits: np.ndarray
-    candidates: numbers.Candidates | None = None  # None: each box is one digit (ROI mode)
+    prepared: Prepared | None = None  # what the model reads in this frame (None: nothing)
+    roi_box: tuple | None = None  # ROI mode: the box read as one digit
     pending: int = 0
-    probabilities: dict = field(default_factory=dict)  # backend -> (K, 10)
+    probabilities: dict = field(default_factory=dict)  # backend -> the model's outputs
     inference_ms: dict = field(default_factory=dict)  # backend -> ms for this frame's batch
+
+    @property
+    def has_inputs(self) -> bool:
+        return self.prepared is not None and len(self.prepared) > 0
 
 
 class Pipeline:
-    """Segmentation + asynchronous inference + in-order delivery of finished frames.
+    """The task's preparation + asynchronous inference + in-order delivery of finished frames.
 
-    ``roi``: classify only a centre box of this fraction of the frame's shorter side; None
-    finds up to ``max_digits`` digits anywhere in the frame.
+    ``roi``: read only a centre box of this fraction of the frame's shorter side, as one digit;
+    None reads every digit the model's task finds in the frame (at most ``max_digits`` groups
+    of ink, or lines).
     """
 
     def __init__(self, classifiers: list[runtime.DigitClassifier], roi: float | None,
                  max_digits: int) -> None:
         self.classifiers = classifiers
         self.names = [c.backend for c in classifiers]
+        self.task = classifiers[0].reading_task
         self.roi = roi
         self.max_digits = max_digits
         self._finished: queue.Queue = queue.Queue()
@@ -228,24 +234,18 @@ class Pipeline:
         self._lock = threading.Lock()
 
     def submit(self, sequence: int, index: int, time_ms: float, frame: np.ndarray) -> None:
+        job = FrameJob(sequence, index, time_ms, frame)
         if self.roi is not None:
-            box, digit = segment.crop_roi(frame, self.roi)
-            boxes, digits = ([box], digit[None]) if digit is not None else ([], None)
-            candidates = None
+            x, y, w, h = job.roi_box = segment.roi_box(frame.shape, self.roi)
+            job.prepared = self.task.prepare(Image(frame[y : y + h, x : x + w]), SINGLE)
         else:
-            # every candidate digit of every way to split touching digits (numbers.choose picks
-            # the split once the classifier has read them), or the number reader's lines
-            candidates = numbers.find_inputs(frame, self.classifiers[0].model_type,
-                                             max_digits=self.max_digits,
-                                             max_candidates=candidate_limit(self.max_digits))
-            boxes, digits = candidates.boxes, candidates.inputs
-        job = FrameJob(sequence, index, time_ms, frame, boxes, digits, candidates=candidates)
-        if not boxes:
+            job.prepared = self.task.prepare(Image(frame), MULTI, max_items=self.max_digits)
+        if not job.has_inputs:
             self._finished.put(job)
             return
         job.pending = len(self.classifiers)
         for name, classifier in zip(self.names, self.classifiers, strict=True):
-            classifier.predict_async(digits, self._on_result, (job, name))
+            classifier.predict_async(job.prepared.inputs, self._on_result, (job, name))
 
     def _on_result(self, result: runtime.AsyncResult) -> None:
         job, name = result.userdata
@@ -273,23 +273,18 @@ class Pipeline:
             self._next += 1
 
 
-def candidate_limit(max_digits: int) -> int:
-    """Candidate digits per frame at most: one batch, whatever the number reading tries."""
-    return 4 * max_digits
-
-
 def warm_up(classifiers: list[runtime.DigitClassifier], roi: bool, max_digits: int,
             verbose: bool = False) -> None:
     """Run every batch size a frame can produce once, so first-run costs stay out of timings."""
     for classifier in classifiers:
-        # a frame's candidates: up to max_digits groups, touching ones tried several ways
-        sizes = tuple(1 << k for k in range((candidate_limit(max_digits) - 1).bit_length() + 1))
-        classifier.warmup(sizes if not roi else (1,), use_async=True)
+        sizes = classifier.reading_task.batch_sizes(SINGLE if roi else MULTI, max_digits)
+        classifier.warmup(sizes, use_async=True)
         if verbose:
             print(f"model: {classifier.describe()}", file=sys.stderr)
 
 
-def compare_model(model: str | None, tf_model: str | None, numbers: bool = False) -> Path:
+def compare_model(model: str | None, tf_model: str | None,
+                  accept: tuple[str, ...] | None = None) -> Path:
     """The .keras model to run beside ``model`` (an IR or a models folder) for a comparison.
 
     An IR file's own network is looked for beside it (``<models>/ir/int8/model.xml`` ->
@@ -299,8 +294,8 @@ def compare_model(model: str | None, tf_model: str | None, numbers: bool = False
     if tf_model:
         return Path(tf_model)
     if not model:
-        # reading numbers, the default model is the number reader when one was trained
-        default = runtime.default_number_reader("tensorflow") if numbers else None
+        # the default model of the kinds the caller reads with (the number reader for numbers)
+        default = runtime.default_model_for(accept, "tensorflow") if accept else None
         return default or runtime.find_model(None, "tensorflow")
     given = Path(model)
     if given.is_dir():
@@ -317,43 +312,23 @@ def compare_model(model: str | None, tf_model: str | None, numbers: bool = False
 # Deliver: JSON lines, overlay, annotated video, window
 
 
-def detections(job: FrameJob, names: list[str]) -> list[dict]:
-    """The frame's digits as JSON: box, digit, confidence (first classifier), then the others'."""
+def detections(job: FrameJob, names: list[str], task: Task) -> list[dict]:
+    """The frame's digits as JSON: the first backend's reading (box, digit, confidence, top3),
+    and beside each digit every other backend's digit and confidence (a backend that read
+    another number of digits disagrees on every digit: digit -1)."""
     for name, probabilities in job.probabilities.items():
         contract.check_probabilities(probabilities, name)
-    primary = job.probabilities.get(names[0])
-    if job.candidates is not None and not isinstance(job.candidates, numbers.Candidates):
-        return _line_detections(job, names)
-    if job.candidates is None:
-        chosen = list(enumerate(job.boxes))
-    else:  # the split of touching digits the first classifier is surest of
-        reading = numbers.choose(job.candidates, primary)
-        chosen = [(k, job.boxes[k]) for k in reading.indices]
-    found = []
-    for k, box in chosen:
-        p = primary[k]
-        item = {"box": [int(v) for v in box], "digit": int(np.argmax(p)),
-                "confidence": round(float(p.max()), 4)}
-        for other in names[1:]:
-            q = job.probabilities[other][k]
-            item[other] = {"digit": int(np.argmax(q)), "confidence": round(float(q.max()), 4)}
-        found.append(item)
-    return found
-
-
-def _line_detections(job: FrameJob, names: list[str]) -> list[dict]:
-    """:func:`detections` for the number reader: each backend's reading of the lines, digit by
-    digit (a backend that read another number of digits disagrees on every digit)."""
-    readings = {name: job.candidates.choose(job.probabilities[name]).detections
-                for name in names}
-    primary = readings[names[0]]
+    readings = {name: task.read(job.prepared, job.probabilities[name]) for name in names}
+    primary = readings[names[0]].digits
     found = []
     for index, digit in enumerate(primary):
-        item = {key: digit[key] for key in ("box", "digit", "confidence")}
+        item = digit.as_json()
+        if job.roi_box is not None:  # the ROI was read as one digit: its box is the ROI's
+            item["box"] = [int(v) for v in job.roi_box]
         for other in names[1:]:
-            theirs = readings[other]
-            item[other] = ({"digit": theirs[index]["digit"],
-                            "confidence": theirs[index]["confidence"]}
+            theirs = readings[other].digits
+            item[other] = ({"digit": theirs[index].digit,
+                            "confidence": theirs[index].confidence}
                            if len(theirs) == len(primary) else {"digit": -1, "confidence": 0.0})
         found.append(item)
     return found
@@ -645,9 +620,8 @@ def run_source(args, source: str, outputs: Outputs, roi: float | None = None,
     """What ``webcam.py`` runs once its flags are checked: load the classifier from the runtime
     flags in ``args`` (and TensorFlow's ``tf_model`` beside it), warm both up for every batch
     a frame can produce, open ``source``, run the pipeline. The benchmark calls this too."""
-    # finding digits anywhere reads whole numbers: the number reader is welcome there
-    accept = (contract.MODEL_TYPE,) if roi is not None else (contract.MODEL_TYPE,
-                                                             contract.NUMBER_READER)
+    # finding digits anywhere reads whole numbers: any kind that reads several is welcome
+    accept = kinds_for(SINGLE if roi is not None else MULTI)
     classifiers = [runtime.load_from_args(args, accept=accept)]
     if tf_model is not None:
         classifiers.append(runtime.load_classifier(tf_model, "tensorflow", threads=args.threads,
@@ -702,7 +676,7 @@ def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
                 instant = 1.0 / max(now - last_delivered, 1e-6)
                 fps = instant if fps == 0 else 0.9 * fps + 0.1 * instant
             last_delivered = now
-            found = detections(job, names) if job.boxes else []
+            found = detections(job, names, pipeline.task) if job.has_inputs else []
             summary.count(job, found, names)
             if jsonl is not None:
                 jsonl.write(json.dumps(jsonl_record(job, found)) + "\n")

@@ -10,6 +10,7 @@ import pytest
 
 from edgedigits import contract
 from edgedigits.data import render
+from edgedigits.tasks import MULTI, kinds_for
 from edgedigits.tasks import number_reader as sequence
 from tests.conftest import run_command
 
@@ -102,7 +103,7 @@ def _steps(labels: list[int], confidence: float = 0.9) -> np.ndarray:
 
 def test_decode_merges_repeats_and_drops_blanks():
     b = sequence.BLANK
-    reading = sequence.decode(_steps([b, 1, 1, b, 1, b, 7, 7, 7, b, b, 0]))
+    reading = sequence.ctc_decode(_steps([b, 1, 1, b, 1, b, 7, 7, 7, b, b, 0]))
     assert reading.number == "1170"
     assert reading.steps == [1, 4, 6, 11]
     assert all(abs(c - 0.9) < 1e-6 for c in reading.confidences)
@@ -110,7 +111,7 @@ def test_decode_merges_repeats_and_drops_blanks():
 
 
 def test_decode_of_only_blanks_is_empty():
-    reading = sequence.decode(_steps([]))
+    reading = sequence.ctc_decode(_steps([]))
     assert reading.number == "" and reading.confidences == []
 
 
@@ -119,7 +120,7 @@ def test_digit_boxes_split_one_group_between_its_digits():
                          scale=40 / 24, left=93, groups=[(100, 50, 120, 40)])
     b = sequence.BLANK
     labels = [b] * 4 + [3] + [b] * 7 + [5] + [b] * 6 + [8]
-    reading = sequence.decode(_steps(labels))
+    reading = sequence.ctc_decode(_steps(labels))
     boxes = sequence.digit_boxes(line, reading)
     assert reading.number == "358"
     lefts = [box[0] for box in boxes]
@@ -172,8 +173,8 @@ def test_openvino_and_tensorflow_read_the_same_lines(tiny_reader, mnist):
         ours, theirs = openvino.predict(lines), tensorflow.predict(lines)
     assert ours.shape == (10, sequence.STEPS, sequence.NUM_CLASSES)
     assert np.abs(ours - theirs).max() < 1e-4
-    assert [sequence.decode(p).number for p in ours] == \
-        [sequence.decode(p).number for p in theirs]
+    assert [sequence.ctc_decode(p).number for p in ours] == \
+        [sequence.ctc_decode(p).number for p in theirs]
 
 
 @pytest.mark.slow
@@ -206,9 +207,10 @@ def test_the_default_number_reader_is_found_under_models(tiny_reader, tmp_path, 
     folder, _ = tiny_reader
     models = tmp_path / "models"
     monkeypatch.setenv(contract.MODELS_DIR_ENV, str(models))
-    assert runtime.default_number_reader() is None  # nothing trained there yet
+    multi = kinds_for(MULTI)
+    assert runtime.default_model_for(multi) is None  # nothing trained there yet
     shutil.copytree(folder, models / contract.NUMBER_READER_DIR, symlinks=True)
-    found = runtime.default_number_reader()
+    found = runtime.default_model_for(multi)
     assert found is not None and found.parent.name == "int8"
-    with runtime.load_classifier(accept=(contract.MODEL_TYPE, contract.NUMBER_READER)) as model:
+    with runtime.load_classifier(accept=multi) as model:
         assert model.model_type == contract.NUMBER_READER
