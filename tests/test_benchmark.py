@@ -419,7 +419,7 @@ def test_baseline_rows_are_matched_by_variant_and_backend():
     assert "litert-int8 (LiteRT): not in the baseline" in lines
     assert "in the baseline, not measured now: tf-predict" in lines
     p50 = next(line for line in lines if line.strip().startswith("p50 µs"))
-    assert p50.split()[-3:] == ["50.0", "25.0", "2.000"]
+    assert p50.split()[-3:] == ["50", "25", "2.000"]
     as_json = compare.benchmark_comparison_json(comparison, "old.json")
     assert json.loads(json.dumps(as_json))["rows"][0]["figures"][2] == {
         "figure": "p50 µs", "now": 50.0, "baseline": 25.0, "ratio": 2.0}

@@ -91,7 +91,7 @@ def _show(value: float | None, unit: str) -> str:
         return "—"
     if unit == "%":
         return f"{100 * value:.2f} %"
-    if abs(value) >= 1000:
+    if abs(value) >= 1000 or float(value).is_integer():
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
