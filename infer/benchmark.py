@@ -3,6 +3,7 @@
     python infer/benchmark.py                      # every variant under models/
     python infer/benchmark.py --variants ov-int8,tf-function --batch-sizes 1,64
     python infer/benchmark.py --quick --output /tmp/bench   # a fast smoke run, not a measurement
+    python infer/benchmark.py --baseline old/benchmark.json # each figure beside an earlier run's
 
 The kind of model is read from the models folder (its IRs' metadata, or metrics.json): for the
 number reader (train/train.py --arch number-reader) every row reads lines of digits rendered from
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from edgedigits import benchmark, cli, contract
+from edgedigits.benchmark import compare
 from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir
 
@@ -53,6 +55,10 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="few iterations on a small subset: checks the pipeline, "
                              "numbers are not a measurement")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="a benchmark.json saved earlier: print each row's figures beside "
+                             "the baseline's row of the same variant and backend, with the "
+                             "ratio now / baseline")
     cli.add_data_dir_argument(parser)
     cli.add_output_argument(parser, "where the report goes (default: <models>/benchmark/)")
     cli.add_json_argument(parser, "print the report as JSON instead of the table")
@@ -74,6 +80,9 @@ def models_and_keras(args) -> tuple[Path, Path]:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    baseline = None
+    if args.baseline:  # checked before anything is measured
+        baseline = compare.read_baseline(args.baseline, compare.BENCHMARK)
     models_dir, keras_model = models_and_keras(args)
     settings = benchmark.Settings(
         models_dir=models_dir,
@@ -95,7 +104,11 @@ def main(argv=None) -> int:
 
     report = benchmark.run_benchmark(settings)
     paths = benchmark.write_report(report, settings.output)
+    comparison = None if baseline is None else compare.compare_benchmarks(report, baseline)
     if args.json:
+        if comparison is not None:
+            report = {**report, "baseline_comparison": compare.benchmark_comparison_json(
+                comparison, args.baseline)}
         print(cli.to_json(report))
     else:
         print(benchmark.format_table(report))
@@ -105,6 +118,10 @@ def main(argv=None) -> int:
             for line in benchmark.environment_lines(report):
                 print(line)
         print("wrote " + ", ".join(str(path) for path in paths.values()))
+        if comparison is not None:
+            print()
+            for line in compare.benchmark_comparison_lines(comparison, args.baseline):
+                print(line)
     failed = [row for row in report["rows"] if row["status"] == "failed"]
     if failed and not any(row["status"] == "ok" for row in report["rows"]):
         reasons = "; ".join(f"{row['variant']}: {row['note']}" for row in failed)

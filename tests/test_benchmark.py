@@ -368,3 +368,110 @@ def test_a_number_reader_is_benchmarked_on_lines(number_reader_dir, mnist, tmp_p
     assert markdown.startswith("# Benchmark of the number reader")
     assert "lines read exactly" in markdown and f"{lines:,} lines" in markdown
     assert (output / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------------------------
+# --baseline: each row beside a saved earlier report's row of the same variant and backend
+
+
+def _record(variant, backend, p50, accuracy=0.99, status="ok", note=None):
+    if status != "ok":
+        return {"variant": variant, "backend": backend, "status": status, "note": note}
+    return {"variant": variant, "backend": backend, "status": "ok", "accuracy": accuracy,
+            "agreement_with_keras": 1.0, "latency_us_p50": p50, "latency_us_p90": p50 * 1.2,
+            "latency_us_p99": p50 * 2, "throughput_ips": {"1": 1e6 / p50, "32": 8e6 / p50},
+            "size_bytes": 2_000_000, "load_seconds": 0.1, "peak_rss_mb": 150.0}
+
+
+def _report(rows, batch_sizes=(1, 32), quick=False):
+    return {"model_type": "edgedigits-digit-classifier", "quick": quick,
+            "kind": {"throughput_unit": "images/s"},
+            "settings": {"batch_sizes": list(batch_sizes)}, "rows": rows}
+
+
+def test_baseline_rows_are_matched_by_variant_and_backend():
+    from edgedigits.benchmark import compare
+
+    now = _report([_record("ov-int8", "OpenVINO", 50.0), _record("ov-fp32", "OpenVINO", 80.0),
+                   _record("ov-fp16", "OpenVINO", 0, status="skipped", note="no fp16 IR"),
+                   _record("litert-int8", "LiteRT", 40.0)])
+    then = _report([_record("ov-int8", "OpenVINO", 25.0, accuracy=0.98),
+                    _record("ov-fp32", "OpenVINO", 0, status="failed", note="broken"),
+                    _record("ov-fp16", "OpenVINO", 60.0),
+                    _record("tf-predict", "TensorFlow", 30_000.0)], batch_sizes=(1, 256),
+                   quick=True)
+    then["rows"][0]["throughput_ips"] = {"1": 1e6 / 25.0, "256": 1e7 / 25.0}
+    comparison = compare.compare_benchmarks(now, then)
+    rows = {row["variant"]: row for row in comparison["rows"]}
+    int8 = {f.name: f for f in rows["ov-int8"]["figures"]}
+    assert rows["ov-int8"]["status"] == "ok"
+    assert int8["p50 µs"].ratio == 2.0  # now / baseline: twice as slow
+    assert int8["images/s @1"].ratio == 0.5
+    assert int8["accuracy"].ratio == pytest.approx(0.99 / 0.98)
+    assert int8["images/s @32"].baseline is None and int8["images/s @256"].now is None
+    assert rows["ov-fp32"]["status"] == "failed in the baseline: broken"
+    assert {f.name: f for f in rows["ov-fp32"]["figures"]}["p50 µs"].baseline is None
+    assert rows["ov-fp16"]["status"] == "skipped now: no fp16 IR"
+    assert rows["ov-fp16"]["figures"] == []
+    assert rows["litert-int8"]["status"] == "not in the baseline"
+    assert comparison["only_in_baseline"] == ["tf-predict"]
+    assert comparison["notes"] == ["the baseline ran --quick: the timings are not a measurement"]
+    lines = compare.benchmark_comparison_lines(comparison, "old.json")
+    assert lines[0] == "Beside the baseline old.json (ratio = now / baseline):"
+    assert "litert-int8 (LiteRT): not in the baseline" in lines
+    assert "in the baseline, not measured now: tf-predict" in lines
+    p50 = next(line for line in lines if line.strip().startswith("p50 µs"))
+    assert p50.split()[-3:] == ["50", "25", "2.000"]
+    as_json = compare.benchmark_comparison_json(comparison, "old.json")
+    assert json.loads(json.dumps(as_json))["rows"][0]["figures"][2] == {
+        "figure": "p50 µs", "now": 50.0, "baseline": 25.0, "ratio": 2.0}
+
+
+@pytest.mark.slow
+def test_baseline_prints_each_row_beside_the_saved_report(quick_run, ir_models_dir, tmp_path):
+    _, report, output = quick_run
+    result = run_command(SCRIPT, "--quick", "--models-dir", str(ir_models_dir), "--variants",
+                         "ov-fp32,ov-int8", "--batch-sizes", "1,16", "--threads", "1",
+                         "--output", str(tmp_path / "out"), "--baseline",
+                         str(output / "benchmark.json"), "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    comparison = printed["baseline_comparison"]
+    assert comparison["file"] == str(output / "benchmark.json")
+    rows = {row["variant"]: row for row in comparison["rows"]}
+    assert set(rows) == {"ov-fp32", "ov-int8"}
+    assert comparison["only_in_baseline"] == [
+        name for name in benchmark.VARIANTS_BY_NAME if name not in rows]
+    figures = {f["figure"]: f for f in rows["ov-fp32"]["figures"]}
+    # the same IR on the same test images: the same accuracy, ratio 1
+    assert figures["accuracy"]["ratio"] == 1.0
+    baseline_p50 = _rows(report)["ov-fp32"]["latency_us_p50"]
+    assert figures["p50 µs"]["baseline"] == baseline_p50
+    assert figures["p50 µs"]["ratio"] == pytest.approx(
+        _rows(printed)["ov-fp32"]["latency_us_p50"] / baseline_p50, abs=1e-4)
+    # the report written is the measurement alone; the comparison is printed only
+    written = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert "baseline_comparison" not in written
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("variant p50\nov-int8 25\n", "not JSON (Expecting value, line 1)"),
+        ('{"jsonl": {"frames": 10, "fps_median": 500.0}}',
+         "not a benchmark.json of infer/benchmark.py but a report of "
+         "infer/benchmark_video.py --output"),
+        ('{"rows": "none"}', "not a benchmark.json of infer/benchmark.py"),
+    ],
+)
+def test_a_bad_baseline_is_one_line_and_exit_2_before_measuring(tmp_path, content, message):
+    baseline = tmp_path / "baseline.json"
+    if content is not None:
+        baseline.write_text(content)
+    result = run_command(SCRIPT, "--model", str(tmp_path / "models"), "--baseline",
+                         str(baseline), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and str(baseline) in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()

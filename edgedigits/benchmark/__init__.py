@@ -16,7 +16,9 @@ Modules, each importing only those above it:
 - :mod:`.variants` — the rows: model file + registered backend + options;
 - :mod:`.child` — one variant measured in its own process;
 - :mod:`.report` — records, goals, table, Markdown, chart;
-- :mod:`.run` — the parent: plan rows, environment, children, report data.
+- :mod:`.run` — the parent: plan rows, environment, children, report data;
+- :mod:`.compare` — a run's figures beside a saved earlier report's (``--baseline``), for this
+  benchmark and ``infer/benchmark_video.py`` (imports none of the above).
 
 Every timing is taken on this machine by this code; nothing is estimated or remembered.
 """
