@@ -33,13 +33,13 @@ from edgedigits.tasks.result import Box, Digit, Reading
 # The cheap first test (may_hold_several): a group of ink at most SPLIT_GATE x its height wide
 # is one digit, one candidate, never split; one wider than SURE_GATE x its height may hold
 # several; in between, only when its undilated ink is at least two pieces PIECE_HEIGHT of the
-# group tall (two digits close enough for the dilation to join them). Measured with the robust
-# model on 400 MNIST test digits rendered one per scene and on a 400-number set
-# (docs/infer.md): no gate (every group wider than 0.55 x its height cut)
-# split 15 single digits and read 185 numbers exactly; width alone at 1.6 split 1 and read
-# 117; these values split 2 and read 156. The number reader is the model for numbers.
+# group tall (two digits close enough for the dilation to join them). SURE_GATE is 6d73554's
+# bound for one digit (it read groups up to 1.6 x their height whole). Measured with the robust
+# model (tools/split_gate.py, docs/infer.md): every group wider than 0.55 x its height cut (main
+# before issue 18) split 15 of 400 single MNIST test digits and read 185 of 400 numbers of
+# touching digits exactly; these gates split 1 and read 136. The number reader reads numbers.
 SPLIT_GATE = 1.0
-SURE_GATE = 1.4
+SURE_GATE = 1.6
 PIECE_HEIGHT = 0.5
 # A digit is at least this fraction of its group's height wide (a '1'), at most this much.
 MIN_DIGIT_WIDTH = 0.25
@@ -50,7 +50,10 @@ MAX_CUTS = 12
 # A candidate spans at most this many gaps between cuts (keeps the candidates per group few).
 MAX_SPAN = 4
 # Score penalty per unit of width beyond WIDE (in heights) — a stretch that wide is rarely one
-# digit, however sure the classifier is of it.
+# digit, however sure the classifier is of it. The whole of a group in one piece (tried only
+# when wider than SURE_GATE) from SURE_GATE, as wide as a single flattened digit can still be
+# (from WIDE, the 1,000-frame guard video had 2 more wrong detections than 6d73554 with the
+# robust model).
 WIDE = 0.9
 WIDE_PENALTY = 4.0
 CONFIDENCE_FLOOR = 1e-6
@@ -69,6 +72,7 @@ class Group:
     cuts: int  # cut positions, both ends included
     spans: list[tuple[int, int, int]]
     widths: list[float]  # each candidate's width in units of the group's height
+    wide: float = WIDE  # the whole group read as one digit is penalised beyond this width
 
 
 @dataclass
@@ -85,15 +89,13 @@ class Candidates:
 
 def may_hold_several(width: int, height: int, own: np.ndarray | None = None) -> bool:
     """The cheap first test: can this group of ink (``own``, its mask) hold several digits?"""
-    if width > SURE_GATE * height:
-        return True
-    if width <= SPLIT_GATE * height:
-        return False
-    if own is None:
-        return True
+    return width > SURE_GATE * height or (width > SPLIT_GATE * height and
+                                          (own is None or _in_tall_pieces(own, height)))
+
+
+def _in_tall_pieces(own: np.ndarray, height: int) -> bool:
     _, _, stats, _ = cv2.connectedComponentsWithStats(own, connectivity=8)
-    tall = int(np.count_nonzero(stats[1:, cv2.CC_STAT_HEIGHT] >= PIECE_HEIGHT * height))
-    return tall >= 2
+    return int(np.count_nonzero(stats[1:, cv2.CC_STAT_HEIGHT] >= PIECE_HEIGHT * height)) >= 2
 
 
 def find_candidates(image: Image | np.ndarray, dark_ink: bool | None = None,
@@ -113,29 +115,35 @@ def find_candidates(image: Image | np.ndarray, dark_ink: bool | None = None,
         if len(cuts) > 2 and max_candidates is not None and \
                 len(boxes) + MAX_SPAN * len(cuts) + groups_left > max_candidates:
             cuts = [0, w]
-        group = Group(len(cuts), [], [])
-        for start in range(len(cuts) - 1):
-            for end in range(start + 1, min(len(cuts), start + MAX_SPAN + 1)):
-                left, right = cuts[start], cuts[end]
-                width = (right - left) / h
-                whole = start == 0 and end == len(cuts) - 1
-                if not whole and not MIN_DIGIT_WIDTH <= width <= MAX_DIGIT_WIDTH:
-                    continue
-                part = own if whole else _without_fragments(own[:, left:right])
-                digit = preprocess.mask_to_mnist(part)
-                if digit is None:
-                    continue
-                if whole:
-                    bx, by, bw, bh = 0, 0, w, h
-                else:
-                    bx, by, bw, bh = cv2.boundingRect(part)
-                    bx += left
-                    if bh < segment.SEPARATOR_HEIGHT * h:
-                        continue  # a bar or a tail cut off a digit, not a digit
-                group.spans.append((start, end, len(boxes)))
-                group.widths.append(width)
-                boxes.append(found.to_original((x + bx, y + by, bw, bh)))
-                digits.append(digit)
+        group = Group(len(cuts), [], [],
+                      wide=WIDE if len(cuts) > 2 and _in_tall_pieces(own, h) else SURE_GATE)
+        last = len(cuts) - 1
+        # every stretch of up to MAX_SPAN gaps, and always the whole group (a fallback split)
+        spans = [(start, end) for start in range(last)
+                 for end in range(start + 1, min(last, start + MAX_SPAN) + 1)]
+        if (0, last) not in spans:
+            spans.append((0, last))
+        for start, end in spans:
+            left, right = cuts[start], cuts[end]
+            width = (right - left) / h
+            whole = start == 0 and end == last
+            if not whole and not MIN_DIGIT_WIDTH <= width <= MAX_DIGIT_WIDTH:
+                continue
+            part = own if whole else _without_fragments(own[:, left:right])
+            digit = preprocess.mask_to_mnist(part)
+            if digit is None:
+                continue
+            if whole:
+                bx, by, bw, bh = 0, 0, w, h
+            else:
+                bx, by, bw, bh = cv2.boundingRect(part)
+                bx += left
+                if bh < segment.SEPARATOR_HEIGHT * h:
+                    continue  # a bar or a tail cut off a digit, not a digit
+            group.spans.append((start, end, len(boxes)))
+            group.widths.append(width)
+            boxes.append(found.to_original((x + bx, y + by, bw, bh)))
+            digits.append(digit)
         if group.spans:
             groups.append(group)
     if not digits:
@@ -185,8 +193,9 @@ def choose(candidates: Candidates, probabilities: np.ndarray) -> Reading:
             if best[start] == -math.inf:
                 continue
             confidence = max(float(probabilities[index].max()), CONFIDENCE_FLOOR)
+            wide = group.wide if start == 0 and end == group.cuts - 1 else WIDE
             score = (best[start] + math.log(confidence) - DIGIT_COST
-                     - WIDE_PENALTY * max(0.0, width - WIDE))
+                     - WIDE_PENALTY * max(0.0, width - wide))
             if score > best[end]:
                 best[end], back[end] = score, (start, index)
         chosen = []
@@ -195,6 +204,9 @@ def choose(candidates: Candidates, probabilities: np.ndarray) -> Reading:
             start, index = back[position]
             chosen.append(index)
             position = start
+        if position > 0:  # no split reaches across the group: it is read whole
+            chosen = [index for start, end, index in group.spans
+                      if start == 0 and end == group.cuts - 1][:1]
         indices += chosen[::-1]
     indices.sort(key=lambda i: candidates.boxes[i][0])
     digits = [Digit.from_probabilities(probabilities[i], candidates.boxes[i]) for i in indices]
