@@ -3,56 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import math
 import os
 import signal
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgedigits import contract, runtime
 from edgedigits.errors import CommandFailed, UserError
+from edgedigits.tensorflow_import import import_tensorflow, quiet_tensorflow  # noqa: F401
 
 # What --precision accepts (what a model computes in), in training and in inference.
-PRECISIONS = ("f32", "bf16", "f16")
+PRECISIONS = contract.PRECISIONS
 EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-def quiet_tensorflow(verbose: bool = False) -> None:
-    """Silence TensorFlow's start-up log noise unless ``verbose``; call before importing it."""
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("nncf").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Point file descriptor 2 at /dev/null: C++ logs written before absl is set up ignore
-    TF_CPP_MIN_LOG_LEVEL, so this is the only way to keep them off the console."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,19 +96,6 @@ def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
                        help="print only results and errors (no progress)")
     group.add_argument("--verbose", action="store_true",
                        help="show runtime details and library logs")
-
-
-def import_tensorflow(verbose: bool = False):
-    """Import TensorFlow (and Keras) without its start-up noise unless ``verbose``."""
-    quiet_tensorflow(verbose)
-    if verbose or "tensorflow" in sys.modules:
-        import tensorflow
-    else:
-        with _stderr_silenced():
-            import tensorflow
-    import keras  # noqa: F401  (Keras reads the backend at import; keep it next to TF)
-
-    return tensorflow
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -303,3 +258,40 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
             _interrupted(name, _stopped_by)
         raise
     sys.exit(code or 0)
+
+
+# --------------------------------------------------------------------------------------------
+# The flags every inference command shares (same words as train/convert/benchmark): the
+# runtime's options, turned into a loaded model by load_from_args (the runtime never sees argparse)
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --backend, --device, --precision, --threads (and --quiet/--verbose)."""
+    group = parser.add_argument_group("model and runtime")
+    group.add_argument("--model", metavar="PATH",
+                       help="model file (.xml IR or .keras) or a models folder to search "
+                            f"(default: {contract.default_models_dir()}/, the best IR: "
+                            "int8, else fp16, else fp32; model.keras for --backend tf)")
+    group.add_argument("--backend", default="openvino", type=runtime.normalize_backend,
+                       help="openvino (default), tf (native TensorFlow, for comparison), or "
+                            "any of: " + ", ".join(runtime.BACKENDS))
+    add_device_argument(group)
+    add_precision_argument(group)
+    group.add_argument("--threads", type=positive_int, default=None,
+                       help="inference threads (default: the runtime's choice)")
+    group.add_argument("--server", metavar="URL",
+                       help="run inference on an Open Inference Protocol v2 server instead "
+                            "(http://HOST:8080 REST or grpc://HOST:8081; infer/serve.py, OVMS, "
+                            "Triton); preprocessing stays local")
+    add_verbosity_arguments(parser)
+
+
+def load_from_args(args: argparse.Namespace, **overrides: Any) -> runtime.DigitClassifier:
+    """load_classifier with the flags of :func:`add_runtime_arguments`."""
+    if getattr(args, "server", None):  # --server URL = --backend remote --model URL
+        return runtime.load_classifier(args.server, "remote", verbose=args.verbose)
+    options = dict(model=args.model, backend=args.backend, device=args.device,
+                   inference_precision=args.precision, threads=args.threads,
+                   verbose=args.verbose)
+    options.update(overrides)
+    return runtime.load_classifier(**options)

@@ -51,6 +51,10 @@ IR_INPUT_NAME = "images"  # uint8, [N, 28, 28, 1] (N dynamic unless --batch), ra
 #                           white digit on black like MNIST; /255 happens inside the graph
 IR_OUTPUT_NAME = "probabilities"  # float32, [N, 10], softmax over digits 0-9
 
+# What OpenVINO may compute non-quantized layers in (--precision): f32 for honest FP32 numbers
+# (this CPU runs bf16 by default), bf16, f16.
+PRECISIONS = ("f32", "bf16", "f16")
+
 # rt_info metadata stored in every IR under this section; inference checks MODEL_TYPE.
 RT_INFO_SECTION = "edgedigits"
 MODEL_TYPE = "digit-classifier"

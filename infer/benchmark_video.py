@@ -31,10 +31,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from edgedigits import cli, runtime
+from edgedigits import cli
 from edgedigits.benchmark import compare
 from edgedigits.cli import ArgumentParser, positive_int, run
 from edgedigits.files import write_json
+from edgedigits.tasks import kinds_for
 from edgedigits.video import pipeline as video
 from edgedigits.video import synthetic
 
@@ -44,7 +45,8 @@ def run_headless(args, source: Path, outputs: video.Outputs) -> video.Summary:
     if not args.verbose:
         video.quiet_opencv()
     outputs.check()
-    return video.run_source(args, str(source), outputs)
+    classifier = cli.load_from_args(args, accept=kinds_for(video.reading_mode(None)))
+    return video.run_source([classifier], str(source), outputs, verbose=args.verbose)
 
 
 def webcam_command(args, source: Path, outputs: video.Outputs) -> str:
@@ -88,7 +90,7 @@ def build_parser() -> ArgumentParser:
     cli.add_data_dir_argument(parser)
     cli.add_output_argument(parser, "also write the results as JSON to this file")
     cli.add_json_argument(parser, "print the results as JSON instead of the table")
-    runtime.add_runtime_arguments(parser)
+    cli.add_runtime_arguments(parser)
     return parser
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgedigits import runtime
+from edgedigits import cli
 from edgedigits.cli import ArgumentParser, run
 from edgedigits.errors import UserError
 from edgedigits.files import ensure_writable_dir
@@ -51,7 +51,7 @@ def build_parser() -> ArgumentParser:
                              "string and digit accuracy, misread files")
     parser.add_argument("--output", metavar="DIR",
                         help="with --eval: write confusion_matrix.png and eval.json here")
-    runtime.add_runtime_arguments(parser)
+    cli.add_runtime_arguments(parser)
     return parser
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     #    set) any that reads several (the number reader when --model names one or
     #    models/number-reader/ holds one)
     reads_numbers = args.multi or (args.eval and evaluate.is_number_folder(args.eval))
-    classifier = runtime.load_from_args(args, accept=kinds_for(MULTI if reads_numbers
+    classifier = cli.load_from_args(args, accept=kinds_for(MULTI if reads_numbers
                                                                else SINGLE))
     if args.verbose:
         print(f"model: {classifier.describe()}", file=sys.stderr)

@@ -28,7 +28,7 @@ STARTED = time.perf_counter()
 # 2-core CPU, two requests each: one computes while the next is filled).
 ASYNC_JOBS = 4
 
-from edgedigits import contract, runtime  # noqa: E402
+from edgedigits import cli, contract, runtime  # noqa: E402
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
 from edgedigits.serving import server  # noqa: E402
@@ -64,7 +64,7 @@ def build_parser() -> ArgumentParser:
     limits.add_argument("--max-image-pixels", type=positive_int, default=25_000_000,
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
-    runtime.add_runtime_arguments(parser)
+    cli.add_runtime_arguments(parser)
     parser.add_argument("--number-model", metavar="PATH",
                         help="the number reader that digit-reader's multi reading uses, also "
                              "served as the number-reader model (default: the one under "
@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     single = kinds_for(SINGLE)
-    classifier = runtime.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
+    classifier = cli.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
                                         accept=single) \
-        if args.backend == "openvino" else runtime.load_from_args(args, accept=single)
+        if args.backend == "openvino" else cli.load_from_args(args, accept=single)
     classifier.warmup((1, 64), use_async=True)
     predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch,
                             in_flight=ASYNC_JOBS)

@@ -23,7 +23,7 @@ from edgedigits import cli, contract, runtime
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, run
 from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir, write_json
-from edgedigits.tasks import MULTI, SINGLE, kinds_for
+from edgedigits.tasks import kinds_for
 from edgedigits.video import pipeline as video
 
 
@@ -62,7 +62,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--summary-json", metavar="FILE",
                         help="also write the end-of-run summary as JSON")
     cli.add_json_argument(parser, "print the end-of-run summary as JSON instead of the text")
-    runtime.add_runtime_arguments(parser)
+    cli.add_runtime_arguments(parser)
     return parser
 
 
@@ -87,16 +87,23 @@ def main(argv: list[str] | None = None) -> int:
                             summary_json=args.summary_json)
     outputs.check(args.source)
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
-    mode = SINGLE if args.roi else MULTI
-    tf_model = (video.compare_model(args.model, args.tf_model, accept=kinds_for(mode))
+    roi = args.roi_size if args.roi else None
+    accept = kinds_for(video.reading_mode(roi))
+    tf_model = (video.compare_model(args.model, args.tf_model, accept=accept)
                 if args.compare else None)
 
-    # 2-4. Load the classifier(s) warmed up for every batch a frame can produce, open the
-    # source, run the pipeline until the source ends or is lost, the user quits or --max-frames
-    summary = video.run_source(args, args.source, outputs,
-                               roi=args.roi_size if args.roi else None,
+    # 2. Load the model (and TensorFlow's twin of it, for --compare)
+    classifiers = [cli.load_from_args(args, accept=accept)]
+    if tf_model is not None:
+        classifiers.append(runtime.load_classifier(
+            tf_model, "tensorflow", threads=args.threads, verbose=args.verbose,
+            accept=(classifiers[0].model_type,)))
+
+    # 3-4. Warm up for every batch a frame can produce, open the source, run the pipeline
+    # until the source ends or is lost, the user quits or --max-frames
+    summary = video.run_source(classifiers, args.source, outputs, roi=roi,
                                max_digits=args.max_digits, realtime=args.realtime,
-                               tf_model=tf_model, max_frames=args.max_frames)
+                               max_frames=args.max_frames, verbose=args.verbose)
 
     # 5. Summary
     if args.summary_json:

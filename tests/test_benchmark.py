@@ -320,8 +320,7 @@ def test_number_reader_answers_are_decoded_numbers_and_only_its_int8_goal_is_jud
 def test_a_number_reader_is_benchmarked_on_lines(number_reader_dir, mnist, tmp_path):
     from edgedigits import contract, runtime
     from edgedigits.tasks import kind_of
-    from edgedigits.tasks.number_reader import LINE_SEED
-    from edgedigits.training.number_reader import render_lines
+    from edgedigits.tasks.number_reader import LINE_SEED, render_lines
 
     output = tmp_path / "out"
     result = run_command(SCRIPT, "--quick", "--model", str(number_reader_dir), "--batch-sizes",

@@ -323,7 +323,8 @@ def small_non_digit_model(path: Path, input_shape: tuple, classes: int) -> Path:
 def test_model_whose_input_is_not_28x28x1(previous_output, tmp_path):
     path = small_non_digit_model(tmp_path / "rgb32.keras", (32, 32, 3), 10)
     result = run_bad(previous_output, "--input", str(path))
-    assert_user_error(result, "input must be 28x28x1", "[N, 32, 32, 3]")
+    assert_user_error(result, "input must be [N, 28, 28, 1] for a digit classifier",
+                      "[N, 32, 32, 3]")
 
 
 def test_model_whose_output_is_not_10_classes(tmp_path):

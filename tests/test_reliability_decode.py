@@ -188,7 +188,7 @@ def test_threads_do_not_multiply_peak_memory(big_images, tmp_path):
         "import json, sys\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
         "from pathlib import Path\n"
-        "from edgedigits import decode\n"
+        "from edgedigits.image import decode\n"
         "paths = sorted(Path(sys.argv[1]).iterdir())\n"
         "with ThreadPoolExecutor(8) as pool:\n"
         "    shapes = [d.gray.shape for d in pool.map(decode.read, paths)]\n"

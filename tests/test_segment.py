@@ -6,7 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgedigits import contract
 from edgedigits.image import preprocess, segment
+from edgedigits.image.image import Image
+from edgedigits.tasks import SINGLE, get_task, splitting
 
 DIGIT_SIZE = 96
 
@@ -41,7 +44,7 @@ def row(mnist):
 XS = [40, 150, 260, 370, 480]
 
 
-def check_found(found: segment.Segmentation, digits: np.ndarray, xs: list[int],
+def check_found(found: splitting.Candidates, digits: np.ndarray, xs: list[int],
                 scale: float = 1.0, min_correlation: float = 0.75) -> None:
     assert len(found) == len(digits), found.boxes
     assert found.digits.shape == (len(digits), 28, 28) and found.digits.dtype == np.uint8
@@ -54,13 +57,13 @@ def check_found(found: segment.Segmentation, digits: np.ndarray, xs: list[int],
 
 def test_row_of_digits_found_left_to_right(row):
     frame = strip(row, XS, np.random.default_rng(0))
-    check_found(segment.find_digits(frame), row, XS)
+    check_found(splitting.find_candidates(frame), row, XS)
 
 
 def test_light_ink_on_dark_and_forced_polarity(row):
     frame = strip(row, XS, np.random.default_rng(1), dark_ink=False)
-    check_found(segment.find_digits(frame), row, XS)
-    check_found(segment.find_digits(frame, dark_ink=False), row, XS)
+    check_found(splitting.find_candidates(frame), row, XS)
+    check_found(splitting.find_candidates(frame, dark_ink=False), row, XS)
 
 
 def test_broken_strokes_merged_and_specks_dropped(row):
@@ -72,7 +75,7 @@ def test_broken_strokes_merged_and_specks_dropped(row):
     # dust: small dark dots around the digits
     for x, y in [(20, 40), (300, 420), (600, 100), (130, 300), (250, 170)]:
         cv2.circle(frame, (x, y), 2, (30, 30, 30), -1)
-    check_found(segment.find_digits(frame), row, XS)
+    check_found(splitting.find_candidates(frame), row, XS)
 
 
 def test_large_photo_file_round_trip(row, tmp_path):
@@ -80,7 +83,7 @@ def test_large_photo_file_round_trip(row, tmp_path):
     path = tmp_path / "number.jpg"
     cv2.imwrite(str(path), frame)
     image = cv2.imread(str(path))
-    found = segment.find_digits(image, detect_side=800)
+    found = splitting.find_candidates(image, detect_side=800)
     check_found(found, row, XS, scale=3.0)
     # boxes are in the file's own pixels
     assert all(h > 200 for _, _, _, h in found.boxes)
@@ -90,7 +93,7 @@ def test_blank_frames_have_no_digits():
     rng = np.random.default_rng(4)
     paper = np.clip(190 + rng.normal(0, 6, (480, 640)), 0, 255).astype(np.uint8)
     for frame in (paper, np.zeros((480, 640, 3), np.uint8), np.zeros((4, 4), np.uint8)):
-        found = segment.find_digits(frame)
+        found = splitting.find_candidates(frame)
         assert len(found) == 0 and found.digits.shape == (0, 28, 28)
 
 
@@ -113,22 +116,26 @@ def test_shadow_edges_give_no_boxes_and_lose_no_digit(row, shape, softness):
     rng = np.random.default_rng(8)
     # a shadow over most of the frame made it look like light ink on dark paper; its edge was
     # taken for ink (spurious boxes, and digits it crossed were merged into it and lost)
-    assert len(segment.find_digits(cast_shadow(strip(row[:0], [], rng), shape, softness))) == 0
+    find = splitting.find_candidates
+    assert len(find(cast_shadow(strip(row[:0], [], rng), shape, softness))) == 0
     # (a digit the edge runs through is half lit, half shadowed: read a little less exactly)
-    check_found(segment.find_digits(cast_shadow(strip(row, XS, rng), shape, softness)), row, XS,
+    check_found(find(cast_shadow(strip(row, XS, rng), shape, softness)), row, XS,
                 min_correlation=0.7)
 
 
 def test_max_digits_keeps_the_largest(row):
     frame = strip(row, XS, np.random.default_rng(5))
-    assert len(segment.find_digits(frame, max_digits=2)) == 2
+    assert len(splitting.find_candidates(frame, max_digits=2)) == 2
 
 
 def test_roi_mode(row):
     rng = np.random.default_rng(6)
     frame = strip(row[:1], [640 // 2 - DIGIT_SIZE // 2], rng)
-    box, digit = segment.crop_roi(frame, fraction=0.5)
+    box = segment.roi_box(frame.shape, 0.5)
     assert box == (200, 120, 240, 240)
-    assert digit is not None and correlation(digit, preprocess.to_mnist_format(255 - row[0])) > 0.75
-    _, nothing = segment.crop_roi(strip(row[:0], [], rng))
-    assert nothing is None
+    task = get_task(contract.MODEL_TYPE)  # what webcam.py --roi reads: the box as one digit
+    x, y, w, h = box
+    (digit,) = task.prepare(Image(frame[y : y + h, x : x + w]), SINGLE).inputs
+    assert correlation(digit, preprocess.to_mnist_format(255 - row[0])) > 0.75
+    blank = strip(row[:0], [], rng)
+    assert len(task.prepare(Image(blank[y : y + h, x : x + w]), SINGLE)) == 0

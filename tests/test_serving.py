@@ -615,3 +615,14 @@ def test_multi_reading_uses_the_number_reader_when_the_server_has_one(fp32_ir, n
         assert status == 200
     finally:
         assert running.stop() == 0
+
+
+def test_the_page_takes_the_model_names_from_the_server(server):
+    status, names = server.request("GET", "/page-config.json")
+    assert status == 200
+    assert names == {"reader": "digit-reader", "input": "images", "output": "results",
+                     "tensorflow": None, "number_reader": None}  # no --compare, --number-model
+    status, metadata = server.request("GET", f"/v2/models/{names['reader']}")
+    assert status == 200
+    assert metadata["inputs"][0]["name"] == names["input"]
+    assert metadata["outputs"][0]["name"] == names["output"]

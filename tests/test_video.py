@@ -17,6 +17,7 @@ from test_webcam import DIGIT_PX, SIZE, write_video
 from edgedigits import runtime
 from edgedigits.data.render import paper_scene
 from edgedigits.errors import UserError
+from edgedigits.video import display
 from edgedigits.video import pipeline as video
 
 FRAMES = 12
@@ -91,8 +92,8 @@ def test_draw_marks_agreement_green_and_disagreement_red_on_a_copy():
     image = video.draw(frame, found, ["openvino", "tensorflow"], fps=30.0,
                        inference_ms={"openvino": 1.0, "tensorflow": 2.0}, roi_box=None)
     assert (frame == 200).all()  # the input frame is left alone
-    assert tuple(image[140, 50]) == video.GREEN  # left edge of each box, half-way down
-    assert tuple(image[140, 300]) == video.RED
+    assert tuple(image[140, 50]) == display.GREEN  # left edge of each box, half-way down
+    assert tuple(image[140, 300]) == display.RED
     assert image[:20].mean() < 120  # the status band is darkened behind its text
 
 

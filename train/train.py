@@ -169,12 +169,8 @@ def _train_number_reader(args, stack: contextlib.ExitStack) -> int:
     tf = cli.import_tensorflow(args.verbose)
     import keras
 
-    from edgedigits.training.number_reader import (
-        read_lines,
-        render_lines,
-        string_accuracy,
-        train_number_reader,
-    )
+    from edgedigits.tasks.number_reader import render_lines
+    from edgedigits.training.number_reader import read_lines, string_accuracy, train_number_reader
 
     say = print if not (args.quiet or args.json) else (lambda *parts, **options: None)
     mnist = load_mnist(args.data_dir)

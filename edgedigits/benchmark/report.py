@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits import contract
 from edgedigits.benchmark.measure import LATENCY_BLOCKS
 from edgedigits.benchmark.variants import Row
 from edgedigits.files import atomic_path, ensure_writable_dir, staged_set, write_json, write_text
@@ -25,7 +24,7 @@ def keras_reference(rows: list[Row]) -> np.ndarray | None:
 
 def row_record(row: Row, reference: np.ndarray | None, kind: Kind | None = None) -> dict:
     """The row for the report; answers (digits, numbers read) are compared with ``==``."""
-    kind = kind or kind_of(contract.MODEL_TYPE)
+    kind = kind or kind_of(None)
     variant = row.variant
     record = {
         "variant": variant.name,
@@ -78,7 +77,7 @@ def compute_goals(records: list[dict], kind: Kind | None = None) -> list[dict]:
     """The issues' goals for this machine, each with its measured value and met / not met: for
     the digit classifier speed, throughput and INT8 accuracy; for the number reader (issue 14)
     INT8 accuracy only (its latency is reported beside the digit classifier's, not judged)."""
-    kind = kind or kind_of(contract.MODEL_TYPE)
+    kind = kind or kind_of(None)
     ok = {r["variant"]: r for r in records if r["status"] == "ok"}
     goals = []
 

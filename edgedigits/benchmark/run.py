@@ -192,12 +192,12 @@ def model_type_of(settings: Settings) -> str:
         model_type = json.loads(metrics.read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         model_type = None
-    return model_type if model_type in model_types() else contract.MODEL_TYPE
+    return model_type if model_type in model_types() else kind_of(None).model_type
 
 
 def plan_rows(settings: Settings, peers_dir: Path, kind: Kind | None = None) -> list[Row]:
     """The rows to measure, with missing models and packages marked as skipped (and why)."""
-    kind = kind or kind_of(contract.MODEL_TYPE)
+    kind = kind or kind_of(None)
     names = settings.variants or list(VARIANTS_BY_NAME)
     rows = []
     for name in names:
@@ -361,7 +361,7 @@ def run_benchmark(settings: Settings) -> dict:
 
 def build_report(rows: list[Row], environment: dict, settings: Settings, threads: int,
                  kind: Kind | None = None) -> dict:
-    kind = kind or kind_of(contract.MODEL_TYPE)
+    kind = kind or kind_of(None)
     reference = report.keras_reference(rows)
     records = [report.row_record(row, reference, kind) for row in rows]
     effort = settings.effort

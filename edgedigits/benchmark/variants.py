@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedigits import contract
 from edgedigits.errors import UserError
 from edgedigits.runtime import DigitClassifier, get_backend, load_classifier
 
@@ -98,7 +97,7 @@ class Opened:
     model_path: Path
     device: str
     threads: int
-    accept: tuple[str, ...] = (contract.MODEL_TYPE,)
+    accept: tuple[str, ...] | None = None
     _throughput: DigitClassifier | None = field(default=None, repr=False)
 
     @property
@@ -125,7 +124,7 @@ def open_classifier(variant: Variant, model_path: Path, device: str, threads: in
 
 
 def open_variant(variant: Variant, model_path: Path, device: str, threads: int,
-                 accept: tuple[str, ...] = (contract.MODEL_TYPE,)) -> Opened:
+                 accept: tuple[str, ...] | None = None) -> Opened:
     """Load the row's model through the runtime registry, as classify --backend would;
     ``accept``: the kind of model benchmarked (a model of another kind is a UserError)."""
     return Opened(open_classifier(variant, model_path, device, threads, accept=accept), variant,

@@ -1,5 +1,9 @@
 """Conversion: a trained Keras model → OpenVINO IR (FP32, FP16 weights, INT8 by NNCF), verified.
 
+(Over 400 lines on purpose: the stage is one ordered story — load, convert, quantize, verify,
+publish, report — whose steps share the staging folder and the report; what differs per kind of
+model is the task's, :mod:`edgedigits.tasks`.)
+
 The steps, in order (``convert`` runs them):
 
 1. Check the input path, the output folder and the MNIST data up front (one clear error each).
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edgedigits import __version__, cli, contract
+from edgedigits import __version__, contract
 from edgedigits.contract import IMAGE_SHAPE, write_metadata
 from edgedigits.errors import UserError, first_line
 from edgedigits.files import (
@@ -49,6 +53,7 @@ from edgedigits.runtime.openvino_backend import OpenVINOClassifier
 from edgedigits.runtime.tensorflow_backend import check_keras_archive, load_keras_classifier
 from edgedigits.tasks import Task, get_task, task_for_shapes
 from edgedigits.tasks.checks import check_signature
+from edgedigits.tensorflow_import import import_tensorflow
 
 # INT8 calibration. On the tutorial model (5 epochs, 98.72 %) 100, 300, 1,000 and 3,000 images
 # all land within 0.07 pt of FP32 (see README); 300 is NNCF's own default and takes ~2 s.
@@ -547,7 +552,7 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
         check_calibration_size(options.calibration_size, len(x_pool))
     log(f"data: {mnist.source}")
 
-    cli.import_tensorflow(options.verbose)
+    import_tensorflow(options.verbose)
     source = load_source(input_path)
     log(f"source: {input_path} ({source.format}, arch {source.arch})")
 

@@ -233,7 +233,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> Mnist:
 
 
 def _load_keras_download() -> Mnist:
-    from edgedigits.cli import import_tensorflow
+    from edgedigits.tensorflow_import import import_tensorflow
 
     import_tensorflow()
     import keras

@@ -1,5 +1,8 @@
 """Image files to grayscale arrays, bounded in time and memory whatever the file says.
 
+(Over 400 lines on purpose: each allowed format's header reader sits beside the limits it
+enforces; split up, the checks a hostile file must pass would no longer read as one list.)
+
 Anyone can hand the project an image (a folder to classify, an upload to the server), so a
 file is never trusted to be what it claims:
 

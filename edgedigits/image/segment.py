@@ -1,17 +1,20 @@
-"""Find the digits in a larger image or video frame, ready for one batched inference.
+"""Find the groups of ink in a larger image or video frame: where digits (or rows of touching
+digits) are.
 
-Used by ``classify.py --multi`` (a photo of a written number) and by ``webcam.py`` per frame,
+The tasks use it (:mod:`edgedigits.tasks`: the digit classifier's candidates, the number
+reader's lines) for ``classify.py --multi``, the webcam per frame, the server and DigitReader,
 so it must stay well under a millisecond for a 640x480 frame:
 
-1. gray, shrunk to at most DETECT_MAX_SIDE; polarity decided as for one image (which side of
-   the median-filtered paper the ink lies, so a shadow across the frame does not flip it);
+1. the image's analysis copy (:meth:`Image.analysis`: gray, at most DETECT_MAX_SIDE); polarity
+   decided as for one image (which side of the median-filtered paper the ink lies, so a shadow
+   across the frame does not flip it);
 2. adaptive threshold (a local mean, so uneven lighting does not matter), kept only where the
    ink is also a thin structure (black-hat), so a shadow's edge is not taken for ink;
 3. a small dilation joins broken strokes into one outline (for finding pieces only: the crops
    keep the undilated ink);
-4. components smaller than a speck are dropped; pieces stacked above each other (the bar of a
-   5, a broken 4) are merged; what is left is filtered by size and shape;
-5. each digit's own ink is turned into MNIST format by :func:`preprocess.mask_to_mnist`.
+4. form boxes are erased; components smaller than a speck are dropped; pieces stacked above
+   each other (the bar of a 5, a broken 4) are merged; what is left is filtered by size;
+5. each group's own ink (inside its pieces' outlines) is handed to the task.
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ LOCAL_CONTRAST = 12
 MIN_HEIGHT_FRACTION = 0.05
 MIN_HEIGHT_PIXELS = 8
 MAX_HEIGHT_FRACTION = 0.95
-# Wider than this times the height is a line or a row of touching digits, not one digit.
-MAX_WIDTH_TO_HEIGHT = 1.6
 # Ink is at least this fraction of the image's strongest contrast (its 99.5th percentile).
 RELATIVE_CONTRAST = 0.25
 # A group less than this fraction of the median group height is a separator or a mark.
@@ -50,17 +51,6 @@ FRAME_SPAN = 0.75
 
 
 Box = tuple[int, int, int, int]  # x, y, width, height in the input image's pixels
-
-
-@dataclass
-class Segmentation:
-    """Digits found in one image, left to right."""
-
-    boxes: list[Box]
-    digits: np.ndarray  # (N, 28, 28) uint8, MNIST format, one per box
-
-    def __len__(self) -> int:
-        return len(self.boxes)
 
 
 @dataclass
@@ -82,39 +72,17 @@ class InkGroups:
         return self.image.to_original(box, self.scale)
 
 
-def find_digits(image: np.ndarray, dark_ink: bool | None = None,
-                max_digits: int | None = None,
-                detect_side: int | None = None) -> Segmentation:
-    """Digit candidates in ``image`` (any array :func:`preprocess.to_grayscale` accepts), one
-    per group of ink pieces (touching digits stay one candidate: :mod:`edgedigits.tasks.splitting`
-    splits those).
-
-    ``dark_ink``: True for dark ink on light paper, False for light on dark, None to decide
-    from the frame. ``max_digits`` keeps the largest candidates only (webcam overload guard).
-    ``detect_side``: longer side the image is analysed at (default DETECT_MAX_SIDE; give more
-    for a large photo with small digits). Boxes are always in ``image``'s own pixels.
-    """
-    found = find_ink_groups(image, dark_ink, max_digits, detect_side)
-    boxes: list[Box] = []
-    digits: list[np.ndarray] = []
-    for own, box in found.groups:
-        if box[2] > MAX_WIDTH_TO_HEIGHT * box[3]:
-            continue  # a row of touching digits, not one digit
-        digit = preprocess.mask_to_mnist(own)
-        if digit is None:
-            continue
-        boxes.append(found.to_input(box))
-        digits.append(digit)
-    if not digits:
-        return _empty()
-    return Segmentation(boxes, np.stack(digits))
-
-
 def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
                     max_digits: int | None = None,
                     detect_side: int | None = None) -> InkGroups:
     """The ink of ``image`` and its groups of pieces that are digit-sized (one digit, or a row
-    of touching digits), left to right. Arguments as :func:`find_digits`."""
+    of touching digits), left to right.
+
+    ``dark_ink``: True for dark ink on light paper, False for light on dark, None to decide
+    from the image. ``max_digits`` keeps the largest groups only (webcam overload guard).
+    ``detect_side``: longer side the image is analysed at (default DETECT_MAX_SIDE; give more
+    for a large photo with small digits). Boxes are in the analysis copy's pixels
+    (:meth:`InkGroups.to_input`, :meth:`InkGroups.to_original` map them back)."""
     image = Image.of(image)
     gray, scale = image.analysis(detect_side or DETECT_MAX_SIDE)
     height, width = gray.shape
@@ -152,10 +120,6 @@ def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
                          offset=(-x, -y))
         cropped.append((cv2.bitwise_and(own, ink[y : y + h, x : x + w]), (x, y, w, h)))
     return InkGroups(ink, cropped, scale, dark_ink, image)
-
-
-def _empty() -> Segmentation:
-    return Segmentation([], np.zeros((0, preprocess.MNIST_SIZE, preprocess.MNIST_SIZE), np.uint8))
 
 
 def _remove_frames(ink: np.ndarray, joined: np.ndarray, rects: list[Box],
@@ -343,7 +307,7 @@ def _rescale(box: Box, scale: float) -> Box:
 
 
 # --------------------------------------------------------------------------------------------
-# The webcam's simple mode: one fixed box in the middle of the frame
+# The webcam's simple mode: one fixed box in the middle of the frame, read as one digit
 
 
 def roi_box(frame_shape: tuple[int, ...], fraction: float = 0.5) -> Box:
@@ -351,10 +315,3 @@ def roi_box(frame_shape: tuple[int, ...], fraction: float = 0.5) -> Box:
     height, width = frame_shape[:2]
     side = max(1, int(min(height, width) * fraction))
     return (width - side) // 2, (height - side) // 2, side, side
-
-
-def crop_roi(frame: np.ndarray, fraction: float = 0.5,
-             dark_ink: bool | None = None) -> tuple[Box, np.ndarray | None]:
-    """(box, MNIST-format digit or None) for the centred ROI of ``frame``."""
-    x, y, w, h = roi_box(frame.shape, fraction)
-    return (x, y, w, h), preprocess.to_mnist_format(frame[y : y + h, x : x + w], dark_ink)

@@ -36,7 +36,6 @@ imports neither OpenVINO nor TensorFlow: an edge box loads only the runtime it r
 from __future__ import annotations
 
 import abc
-import argparse
 import importlib
 import inspect
 import time
@@ -48,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedigits import cli, contract
+from edgedigits import contract
 from edgedigits.errors import UserError
 
 IMAGE_SIZE = contract.IMAGE_SIZE
@@ -57,7 +56,7 @@ NUM_CLASSES = contract.NUM_CLASSES
 # in 40).
 MAX_BATCH = 256
 HINTS = ("latency", "throughput")
-PRECISIONS = cli.PRECISIONS
+PRECISIONS = contract.PRECISIONS
 
 
 @dataclass
@@ -243,7 +242,7 @@ class Backend:
     def import_library(self) -> None:
         """Import the runtime library itself (TensorFlow quietly), then the backend's module."""
         if self.library == "tensorflow":
-            from edgedigits.cli import import_tensorflow
+            from edgedigits.tensorflow_import import import_tensorflow
 
             import_tensorflow()
         elif self.library:
@@ -426,42 +425,6 @@ def load_classifier(model: str | Path | None = None, backend: str = "openvino",
             raise UserError(f"the {entry.name} backend needs {error.name}: "
                             f"{entry.install}") from None
         raise
-
-
-# --------------------------------------------------------------------------------------------
-# The flags every inference command shares (same words as train/convert/benchmark)
-
-
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --backend, --device, --precision, --threads (and --quiet/--verbose)."""
-    group = parser.add_argument_group("model and runtime")
-    group.add_argument("--model", metavar="PATH",
-                       help="model file (.xml IR or .keras) or a models folder to search "
-                            f"(default: {contract.default_models_dir()}/, the best IR: "
-                            "int8, else fp16, else fp32; model.keras for --backend tf)")
-    group.add_argument("--backend", default="openvino", type=normalize_backend,
-                       help="openvino (default), tf (native TensorFlow, for comparison), or "
-                            "any of: " + ", ".join(BACKENDS))
-    cli.add_device_argument(group)
-    cli.add_precision_argument(group)
-    group.add_argument("--threads", type=cli.positive_int, default=None,
-                       help="inference threads (default: the runtime's choice)")
-    group.add_argument("--server", metavar="URL",
-                       help="run inference on an Open Inference Protocol v2 server instead "
-                            "(http://HOST:8080 REST or grpc://HOST:8081; infer/serve.py, OVMS, "
-                            "Triton); preprocessing stays local")
-    cli.add_verbosity_arguments(parser)
-
-
-def load_from_args(args: argparse.Namespace, **overrides: Any) -> DigitClassifier:
-    """load_classifier with the flags of :func:`add_runtime_arguments`."""
-    if getattr(args, "server", None):  # --server URL = --backend remote --model URL
-        return load_classifier(args.server, "remote", verbose=args.verbose)
-    options = dict(model=args.model, backend=args.backend, device=args.device,
-                   inference_precision=args.precision, threads=args.threads,
-                   verbose=args.verbose)
-    options.update(overrides)
-    return load_classifier(**options)
 
 
 # The OpenVINO names older code imports from here, loaded only when asked for.

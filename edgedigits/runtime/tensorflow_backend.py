@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits.cli import import_tensorflow
 from edgedigits.errors import UserError, first_line
 from edgedigits.runtime import MAX_BATCH, DigitClassifier, as_batch, in_batches
 from edgedigits.tasks import task_for_shapes
 from edgedigits.tasks.checks import check_signature
+from edgedigits.tensorflow_import import import_tensorflow
 
 _PRECISION_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 

@@ -376,7 +376,7 @@ class DigitReaderModel(Model):
                     else []
                 urls = [_png_data_url(image) for image in shown]
                 data["preprocessed"] = urls if job.multi else (urls[0] if urls else None)
-            if job.all_probabilities:
+            if job.all_probabilities and job.task.one_digit_per_input:
                 vectors = [[round(float(p), 4) for p in digit.probabilities]
                            for digit in (reading.digits if reading is not None else [])]
                 data["probabilities"] = vectors if job.multi else (vectors[0] if vectors else None)
@@ -402,6 +402,14 @@ def _summary(task: Task, prepared, outputs: np.ndarray, milliseconds: float,
     if multi:
         summary["digits"] = [d.digit for d in digits]
     return summary
+
+
+def page_config_of(models: list[Model]) -> dict:
+    """The names the page needs, from the served models (never repeated in its JavaScript)."""
+    names = {model.name for model in models}
+    return {"reader": READER_NAME, "input": INPUT_NAME, "output": RESULTS_NAME,
+            "tensorflow": TENSORFLOW_NAME if TENSORFLOW_NAME in names else None,
+            "number_reader": NUMBER_READER_NAME if NUMBER_READER_NAME in names else None}
 
 
 def _image_bytes(element: object, index: int) -> bytes:

@@ -230,7 +230,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
             _install_handlers(app)
             app.add_middleware(RequestGuard, limit=options.max_body_bytes)
-            mount_page(app)
+            mount_page(app, page_config)
 
     class DigitServer(kserve.ModelServer):
         def start(self, models: list) -> None:
@@ -290,6 +290,9 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 await asyncio.sleep(0.01)
             on_ready(time.perf_counter() - started)
 
+    from edgedigits.serving.models import page_config_of
+
+    page_config = page_config_of(models)
     kserve_server = DigitServer(http_port=options.http_port, grpc_port=options.grpc_port,
                                 enable_latency_logging=options.verbose,
                                 enable_docs_url=False, grace_period=GRACE_SECONDS)

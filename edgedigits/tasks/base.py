@@ -63,6 +63,9 @@ class Task:
     input_shape: tuple[int, ...] = ()  # without N, e.g. (28, 28, 1)
     output_shape: tuple[int, ...] = ()  # without N, e.g. (10,)
     modes: tuple[str, ...] = MODES
+    # each input is one digit (its ten probabilities are a digit's); False: an input holds
+    # several (the number reader's lines), and the server sends no per-input probabilities
+    one_digit_per_input: bool = True
     where_to_use: str = ""  # appended when the kind is refused: what to do with it instead
     # models/<default_folder>/ holds this kind's trained model; where the caller can use it and
     # gives no --model, it is preferred there (the number reader, for whole numbers)
@@ -204,4 +207,4 @@ def kind_of(model_type: str | None) -> Task:
 
 
 # What the benchmark's peer rows cover.
-PEERS_NOTE = "kinds with peers=True only (the number reader has no ONNX Runtime / LiteRT export)"
+PEERS_NOTE = "digit classifiers only (no ONNX Runtime / LiteRT export of the number reader)"

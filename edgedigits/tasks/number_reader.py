@@ -16,12 +16,19 @@ trained on lines composed from MNIST *training* digits and read back through the
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from edgedigits import contract
+from edgedigits.data import render
 from edgedigits.image import segment
 from edgedigits.image.image import Image
 from edgedigits.tasks.base import MULTI, SINGLE, Prepared, Task
@@ -225,6 +232,7 @@ class NumberReaderTask(Task):
             model_type=contract.NUMBER_READER, description="number reader",
             input_shape=contract.LINE_SHAPE,
             output_shape=(contract.LINE_STEPS, contract.LINE_CLASSES), modes=(MULTI,),
+            one_digit_per_input=False,
             where_to_use=" (it reads whole numbers: use it with --multi, the webcam or the "
                          "server's multi reading)",
             default_folder=contract.NUMBER_READER_DIR,
@@ -249,20 +257,20 @@ class NumberReaderTask(Task):
 
     def read(self, prepared: Prepared, outputs: np.ndarray) -> Reading:
         """A digit per digit read (box, confidence, top 3), lines top to bottom, digits left to
-        right; the text is the lines' digits, lines joined by a space."""
+        right; the text is the lines' digits, lines joined by a space; the inputs, every line."""
         image = prepared.image
-        digits, texts, shown = [], [], []
-        for index, (line, steps) in enumerate(zip(prepared.state, outputs, strict=True)):
+        digits, texts = [], []
+        for line, steps in zip(prepared.state, outputs, strict=True):
             reading = ctc_decode(steps)
             if not reading.number:
                 continue
             texts.append(reading.number)
-            shown.append(index)
             for box, row in zip(digit_boxes(line, reading), reading.digit_probabilities,
                                 strict=True):
                 digits.append(Digit.from_probabilities(row, image.to_original(box)))
-        return Reading(digits, text=" ".join(texts),
-                       inputs=prepared.inputs[shown] if shown else None, indices=shown)
+        # what the model saw: every line, read or not
+        return Reading(digits, text=" ".join(texts), inputs=prepared.inputs,
+                       indices=list(range(len(prepared.inputs))))
 
     def batch_sizes(self, mode: str, max_items: int) -> tuple[int, ...]:
         return super().batch_sizes(mode, max_items)
@@ -271,15 +279,11 @@ class NumberReaderTask(Task):
         return np.array([ctc_decode(steps).number for steps in outputs], dtype=str)
 
     def test_set(self, mnist, count: int | None) -> tuple[np.ndarray, np.ndarray]:
-        from edgedigits.training.number_reader import render_lines
-
         lines, texts = render_lines(mnist.x_test, mnist.y_test, count or FULL_LINES,
                                     seed=LINE_SEED, log=lambda _: None)
         return lines[..., None], np.array(texts, dtype=str)
 
     def calibration(self, x_pool: np.ndarray, y_pool: np.ndarray, size: int) -> np.ndarray:
-        from edgedigits.training.number_reader import render_lines
-
         return render_lines(x_pool, y_pool, size, seed=CALIBRATION_SEED,
                             log=lambda _: None)[0][..., None]
 
@@ -289,3 +293,84 @@ class NumberReaderTask(Task):
 LINE_SEED = 0
 FULL_LINES = 1000  # a full (not --quick) run: rendering costs ~6 ms a line
 CALIBRATION_SEED = 1  # conversion's seed (0) + 1, as before the task layer
+
+
+# --------------------------------------------------------------------------------------------
+# Lines rendered from MNIST digits: training, calibration and test lines
+
+
+def synthetic_line(images: np.ndarray, labels: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, str] | None:
+    """One training line: random MNIST digits written as a number (:func:`render.written_number`
+    with a random spacing), photographed, found and normalised exactly as at inference.
+    None when the segmentation found no line (the sample is skipped)."""
+    count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
+    chosen = rng.integers(0, len(images), count)
+    gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
+    photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)), gap=gap)
+    if rng.random() < 0.15:
+        photo = 255 - photo  # light ink on a dark board
+    lines = find_lines(photo, max_lines=1)
+    if not lines:
+        return None
+    return lines[0].pixels, "".join(str(int(d)) for d in labels[chosen])
+
+
+_LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
+_LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
+
+
+def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int,
+                    seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """``count`` training lines (see :func:`synthetic_line`), reproducibly from ``seed``."""
+    rng = np.random.default_rng(seed)
+    pixels, texts = [], []
+    while len(texts) < count:
+        made = synthetic_line(images, labels, rng)
+        if made is not None:
+            pixels.append(made[0])
+            texts.append(made[1])
+    return np.stack(pixels), texts
+
+
+_worker_digits: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _keep_digits(images: np.ndarray, labels: np.ndarray) -> None:
+    global _worker_digits
+    _worker_digits = (images, labels)
+
+
+def _make_lines(job: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    count, seed = job
+    return synthetic_lines(*_worker_digits, count, seed)
+
+
+def render_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
+                 workers: int = 0, log: Callable[[str], None] = print
+                 ) -> tuple[np.ndarray, list[str]]:
+    """``count`` synthetic lines made in ``workers`` processes (0: one per core), in chunks of
+    1,000 so progress shows; the same seed gives the same lines, whatever the workers.
+
+    Workers are spawned, not forked (TensorFlow's threads may be running in this process), and
+    get the digits once each, not with every chunk."""
+    workers = workers or os.cpu_count() or 1
+    chunk = 1000
+    jobs = [(min(chunk, count - start), seed * 100_003 + start)
+            for start in range(0, count, chunk)]
+    pixels, texts = [], []
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(jobs) > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_keep_digits, initargs=(images, labels)))
+            results = pool.map(_make_lines, jobs)
+        else:
+            results = (synthetic_lines(images, labels, n, s) for n, s in jobs)
+        for made in results:
+            pixels.append(made[0])
+            texts += made[1]
+            log(f"  lines rendered: {len(texts):,}/{count:,} "
+                f"({time.perf_counter() - started:.0f} s)")
+    return np.concatenate(pixels), texts

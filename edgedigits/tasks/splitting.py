@@ -102,7 +102,8 @@ def find_candidates(image: Image | np.ndarray, dark_ink: bool | None = None,
                     max_digits: int | None = None, detect_side: int | None = None,
                     max_candidates: int | None = None) -> Candidates:
     """Candidate digits of every way to split the ink groups of ``image`` (arguments as
-    :func:`segment.find_digits`; ``max_digits`` limits the groups, not the digits).
+    :func:`segment.find_ink_groups`; ``max_digits`` limits the groups, not the digits), boxes
+    in the original image's pixels.
     ``max_candidates``: once splitting would pass this many, the groups left are taken whole
     (one batch of bounded size per frame for the webcam and a remote server)."""
     found = segment.find_ink_groups(image, dark_ink, max_digits, detect_side)

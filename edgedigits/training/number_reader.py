@@ -1,7 +1,7 @@
 """Training the number reader (:mod:`edgedigits.tasks.number_reader`): a CNN read with CTC.
 
 ``train/train.py --arch number-reader`` calls :func:`train_number_reader`. Lines are made from
-MNIST *training* digits by :func:`synthetic_lines` (in worker processes: rendering
+MNIST *training* digits by :func:`sequence.render_lines` (in worker processes: rendering
 and segmenting costs ~6 ms a line, so both cores make lines before training starts); the
 validation lines come from the held-out training digits, so the MNIST test digits (the
 ``numbers`` evaluation set's) are never seen.
@@ -9,18 +9,13 @@ validation lines come from the held-out training digits, so the MNIST test digit
 
 from __future__ import annotations
 
-import contextlib
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgedigits.data import render
 from edgedigits.tasks import number_reader as sequence
 
 ARCH = "number-reader"
@@ -108,49 +103,6 @@ def string_accuracy(predicted: list[str], expected: list[str]) -> float:
     return sum(p == e for p, e in zip(predicted, expected, strict=True)) / max(1, len(expected))
 
 
-_worker_digits: tuple[np.ndarray, np.ndarray] | None = None  # set once in each worker
-
-
-def _keep_digits(images: np.ndarray, labels: np.ndarray) -> None:
-    global _worker_digits
-    _worker_digits = (images, labels)
-
-
-def _make_lines(job: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    count, seed = job
-    return synthetic_lines(*_worker_digits, count, seed)
-
-
-def render_lines(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
-                 workers: int = 0, log: Callable[[str], None] = print
-                 ) -> tuple[np.ndarray, list[str]]:
-    """``count`` synthetic lines made in ``workers`` processes (0: one per core), in chunks of
-    1,000 so progress shows; the same seed gives the same lines, whatever the workers.
-
-    Workers are spawned, not forked (TensorFlow's threads may be running in this process), and
-    get the digits once each, not with every chunk."""
-    workers = workers or os.cpu_count() or 1
-    chunk = 1000
-    jobs = [(min(chunk, count - start), seed * 100_003 + start)
-            for start in range(0, count, chunk)]
-    pixels, texts = [], []
-    started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        if workers > 1 and len(jobs) > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(
-                min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                initializer=_keep_digits, initargs=(images, labels)))
-            results = pool.map(_make_lines, jobs)
-        else:
-            results = (synthetic_lines(images, labels, n, s) for n, s in jobs)
-        for made in results:
-            pixels.append(made[0])
-            texts += made[1]
-            log(f"  lines rendered: {len(texts):,}/{count:,} "
-                f"({time.perf_counter() - started:.0f} s)")
-    return np.concatenate(pixels), texts
-
-
 @dataclass
 class NumberReaderResult:
     model: object
@@ -171,9 +123,9 @@ def train_number_reader(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.nd
     started = time.perf_counter()
     log(f"Rendering {config.lines:,} training lines from {len(x_train):,} MNIST training "
         "digits")
-    train_pixels, train_texts = render_lines(x_train, y_train, config.lines, config.seed,
+    train_pixels, train_texts = sequence.render_lines(x_train, y_train, config.lines, config.seed,
                                              config.workers, log)
-    valid_pixels, valid_texts = render_lines(x_valid, y_valid, config.validation_lines,
+    valid_pixels, valid_texts = sequence.render_lines(x_valid, y_valid, config.validation_lines,
                                              config.seed + 1, config.workers, lambda _: None)
     training_model, model = build_number_reader(keras, config.seed)
     steps_per_epoch = math.ceil(len(train_texts) / config.batch_size)
@@ -204,41 +156,3 @@ def train_number_reader(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.nd
         callbacks=[LineAccuracy(), *extra_callbacks], verbose=0)
     accuracy = history.history["val_line_accuracy"][-1]  # the last epoch's, read above
     return NumberReaderResult(model, history.history, accuracy, time.perf_counter() - started)
-
-
-# --------------------------------------------------------------------------------------------
-# Training lines
-
-
-def synthetic_line(images: np.ndarray, labels: np.ndarray,
-                   rng: np.random.Generator) -> tuple[np.ndarray, str] | None:
-    """One training line: random MNIST digits written as a number (:func:`render.written_number`
-    with a random spacing), photographed, found and normalised exactly as at inference.
-    None when the segmentation found no line (the sample is skipped)."""
-    count = int(rng.choice(np.arange(1, sequence.MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
-    chosen = rng.integers(0, len(images), count)
-    gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
-    photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)), gap=gap)
-    if rng.random() < 0.15:
-        photo = 255 - photo  # light ink on a dark board
-    lines = sequence.find_lines(photo, max_lines=1)
-    if not lines:
-        return None
-    return lines[0].pixels, "".join(str(int(d)) for d in labels[chosen])
-
-
-_LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
-_LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
-
-
-def synthetic_lines(images: np.ndarray, labels: np.ndarray, count: int,
-                    seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """``count`` training lines (see :func:`synthetic_line`), reproducibly from ``seed``."""
-    rng = np.random.default_rng(seed)
-    pixels, texts = [], []
-    while len(texts) < count:
-        made = synthetic_line(images, labels, rng)
-        if made is not None:
-            pixels.append(made[0])
-            texts.append(made[1])
-    return np.stack(pixels), texts

@@ -60,10 +60,16 @@
   async function checkServer() {
     const ready = await OIP.isReady("/v2/health/ready");
     showServer(ready, ready ? "Server ready." : "The server is not ready (see its console).");
-    const tensorflow = await OIP.isReady("/v2/models/digits-tf/ready");
+    let names = { tensorflow: null, number_reader: null };
+    try {
+      names = await OIP.config();
+    } catch (_) { /* an old or unreachable server: no comparison */ }
+    const tensorflow = Boolean(names.tensorflow)
+      && await OIP.isReady(`/v2/models/${names.tensorflow}/ready`);
     // With a number reader, photos and camera frames are read line by line, but a comparison
     // is between the two runtimes of the digit model: it reads them digit by digit.
-    const numberReader = tensorflow && await OIP.isReady("/v2/models/number-reader/ready");
+    const numberReader = tensorflow && Boolean(names.number_reader)
+      && await OIP.isReady(`/v2/models/${names.number_reader}/ready`);
     el.compare.disabled = !tensorflow;
     el.compareNote.textContent = !tensorflow
       ? "TensorFlow is not loaded: start the server with --compare to compare."

@@ -1,13 +1,22 @@
 // Open Inference Protocol (KServe v2) over REST, the little the page needs.
 //
-// Encoded images go to the `digit-reader` model as one BYTES input, sent with the binary
-// tensor extension: the JSON inference header, then each element as a 4-byte little-endian
-// length followed by its bytes; `Inference-Header-Content-Length` says where the JSON ends.
-// Each element of the `results` output is a JSON object (classify.py --json's row).
+// Encoded images go to the reader model (`digit-reader`) as one BYTES input, sent with the
+// binary tensor extension: the JSON inference header, then each element as a 4-byte
+// little-endian length followed by its bytes; `Inference-Header-Content-Length` says where the
+// JSON ends. Each element of the results output is a JSON object (classify.py --json's row).
+// The model and tensor names come from the server (/page-config.json), read once by config().
 "use strict";
 
 const OIP = (() => {
-  const READER = "digit-reader";
+  // The server's names (filled by config() before the first request).
+  const names = { reader: null, input: null, output: null, tensorflow: null, number_reader: null };
+
+  async function config() {
+    const response = await fetch("/page-config.json", { cache: "no-store" });
+    if (!response.ok) throw new ServerError("The server did not say its model names.", response.status);
+    Object.assign(names, await response.json());
+    return names;
+  }
 
   class ServerError extends Error {
     constructor(message, status) {
@@ -21,7 +30,7 @@ const OIP = (() => {
     const dataSize = elements.reduce((sum, bytes) => sum + 4 + bytes.byteLength, 0);
     const header = {
       inputs: [{
-        name: "images",
+        name: names.input,
         shape: [elements.length],
         datatype: "BYTES",
         parameters: { binary_data_size: dataSize },
@@ -83,8 +92,9 @@ const OIP = (() => {
 
   // Read digits in encoded images: one result object per blob.
   async function readImages(blobs, parameters = {}) {
+    if (!names.reader) await config();
     const { body, headerLength } = await encodeBytesRequest(blobs, parameters);
-    const response = await post(`/v2/models/${READER}/infer`, body, {
+    const response = await post(`/v2/models/${names.reader}/infer`, body, {
       "Content-Type": "application/octet-stream",
       "Inference-Header-Content-Length": String(headerLength),
     });
@@ -95,8 +105,8 @@ const OIP = (() => {
     const length = response.headers.get("Inference-Header-Content-Length");
     const decoded = decodeResponse(
       new Uint8Array(await response.arrayBuffer()), length === null ? null : Number(length));
-    const results = (decoded.outputs || []).find((output) => output.name === "results");
-    if (!results) throw new ServerError("The server's answer has no 'results' output.", response.status);
+    const results = (decoded.outputs || []).find((output) => output.name === names.output);
+    if (!results) throw new ServerError(`The server's answer has no '${names.output}' output.`, response.status);
     return results.data.map((element) => (typeof element === "string" ? JSON.parse(element) : element));
   }
 
@@ -110,5 +120,5 @@ const OIP = (() => {
     }
   }
 
-  return { readImages, isReady, ServerError, encodeBytesRequest };
+  return { readImages, isReady, config, ServerError, encodeBytesRequest };
 })();
