@@ -210,7 +210,7 @@ def choose(candidates: Candidates, probabilities: np.ndarray) -> Reading:
                       if start == 0 and end == group.cuts - 1][:1]
         indices += chosen[::-1]
     indices.sort(key=lambda i: candidates.boxes[i][0])
-    digits = [Digit.from_probabilities(probabilities[i], candidates.boxes[i]) for i in indices]
+    digits = Digit.many(probabilities[indices], [candidates.boxes[i] for i in indices])
     return Reading(digits, inputs=candidates.digits[indices] if indices else None,
                    indices=indices)
 
