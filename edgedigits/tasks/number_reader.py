@@ -272,9 +272,6 @@ class NumberReaderTask(Task):
         return Reading(digits, text=" ".join(texts), inputs=prepared.inputs,
                        indices=list(range(len(prepared.inputs))))
 
-    def batch_sizes(self, mode: str, max_items: int) -> tuple[int, ...]:
-        return super().batch_sizes(mode, max_items)
-
     def answers(self, outputs: np.ndarray) -> np.ndarray:
         return np.array([ctc_decode(steps).number for steps in outputs], dtype=str)
 
