@@ -4,6 +4,7 @@
     python train/train.py --arch robust         # the recommended model for real handwriting
     python train/train.py --arch number-reader  # whole written numbers -> models/number-reader/
     python train/train.py --data-dir ../shared/data/mnist --output models/run2
+    python train/train.py --arch number-reader --finetune DIR --output models/number-reader-mine
 
 Writes model.keras, saved_model/, metrics.json, history.csv, training_curves.png and
 confusion_matrix.png, each atomically. `python convert/to_ir.py` reads them next.
@@ -27,6 +28,8 @@ from edgedigits.report import (
     write_history_csv,
 )
 from edgedigits.training.architectures import ARCHITECTURES, get_architecture
+from edgedigits.training.finetune import FinetuneConfig
+from edgedigits.training.finetune_run import DEFAULT_OUTPUT as DEFAULT_FINETUNED
 from edgedigits.training.number_reader import ARCH as NUMBER_READER
 from edgedigits.training.number_reader import NumberReaderConfig
 
@@ -40,6 +43,19 @@ def parse_args(argv):
     parser.add_argument("--lines", type=cli.positive_int,
                         help=f"{NUMBER_READER}: training lines to render (default: "
                              f"{NumberReaderConfig.lines:,})")
+    parser.add_argument("--finetune", metavar="DIR",
+                        help=f"{NUMBER_READER}: fine-tune a trained reader on your own numbers, "
+                             "DIR as --eval reads it (images + labels.csv 'file,number'), mixed "
+                             "with --lines lines of MNIST training digits (default "
+                             f"{FinetuneConfig.synthetic_lines:,}); output default "
+                             f"models/{DEFAULT_FINETUNED}")
+    parser.add_argument("--model", metavar="PATH",
+                        help="--finetune: the reader to start from (default "
+                             "models/number-reader/model.keras)")
+    parser.add_argument("--validation-share", type=float,
+                        default=FinetuneConfig.validation_share,
+                        help="--finetune: share of DIR's numbers held out for validation, never "
+                             "trained on (seeded by --seed; default %(default)s)")
     parser.add_argument("--epochs", type=cli.positive_int, help="default: the recipe's")
     cli.add_batch_size_argument(parser, "images per training step (default: the recipe's, 128)")
     parser.add_argument("--learning-rate", type=cli.positive_float,
@@ -70,6 +86,8 @@ def main(argv=None) -> int:
 
 
 def _main(args, stack: contextlib.ExitStack) -> int:
+    if args.finetune is not None or args.model is not None:
+        return _finetune(args)
     if args.arch == NUMBER_READER:
         return _train_number_reader(args, stack)
     if args.lines:
@@ -223,6 +241,39 @@ def _train_number_reader(args, stack: contextlib.ExitStack) -> int:
                         ("history", "history.csv")]:
         print(f"  {label:<17} {output / name}")
     print(f"Next: python convert/to_ir.py --model {output / contract.KERAS_FILE} --int8")
+    return 0
+
+
+def _finetune(args) -> int:
+    """--finetune DIR: the number reader fine-tuned on the user's numbers (its own module)."""
+    from edgedigits.training.finetune_run import run_finetune
+
+    if args.finetune is None:
+        raise UserError("--model is for --finetune (the reader fine-tuning starts from)")
+    if args.arch != NUMBER_READER:
+        raise UserError(f"--finetune fine-tunes the number reader: give --arch {NUMBER_READER}")
+    for flag in ("augment", "train_size", "validate_on_test"):
+        if getattr(args, flag):
+            raise UserError(f"--{flag.replace('_', '-')} is not for --finetune")
+    if args.precision not in (None, "f32"):
+        raise UserError("--finetune trains in f32")
+    defaults = FinetuneConfig()
+    config = FinetuneConfig(
+        epochs=args.epochs or defaults.epochs,
+        synthetic_lines=args.lines or defaults.synthetic_lines,
+        batch_size=args.batch_size or defaults.batch_size,
+        learning_rate=args.learning_rate or defaults.learning_rate,
+        validation_share=args.validation_share, seed=args.seed)
+    say = print if not (args.quiet or args.json) else (lambda *parts, **options: None)
+    report = run_finetune(args.finetune, args.model, args.output, config, args.data_dir, say,
+                          args.verbose)
+    if args.json:
+        print(cli.to_json(report))
+        return 0
+    for label, name in [("model", contract.KERAS_FILE), ("metrics", contract.METRICS_FILE),
+                        ("history", "history.csv")]:
+        print(f"  {label:<17} {report['output']}/{name}")
+    print(f"Next: python convert/to_ir.py --model {report['output']}/{contract.KERAS_FILE}")
     return 0
 
 

@@ -270,3 +270,34 @@ def write_number_folder(images: list[np.ndarray], numbers: list[str],
     except OSError as error:
         raise UserError(f"cannot write {output}: {error.strerror or error}") from None
     return output
+
+
+def split_number_folder(root: str | os.PathLike, output: str | os.PathLike, held_out: int,
+                        seed: int = 0) -> tuple[Path, Path]:
+    """Split a numbers set into ``output/train`` and ``output/held-out`` (``held_out`` numbers
+    chosen with ``seed``), each a numbers set of its own: the images copied unchanged, their
+    own ``labels.csv``. The same folder and seed give the same split. Written atomically."""
+    import shutil
+
+    folder = load_number_folder(root)
+    if not 0 < held_out < len(folder.samples):
+        raise UserError(f"--held-out must be between 1 and {len(folder.samples) - 1} "
+                        f"({len(folder.samples)} numbers in {folder.root})")
+    output = check_new_folder(output)
+    order = np.random.default_rng(seed).permutation(len(folder.samples))
+    parts = {"held-out": sorted(order[:held_out]), "train": sorted(order[held_out:])}
+    try:
+        with atomic_path(output) as staged:
+            for part, indices in parts.items():
+                (staged / part / "images").mkdir(parents=True)
+                rows = ["file,number"]
+                for index in indices:
+                    path, number = folder.samples[index]
+                    name = f"images/{path.name}"
+                    shutil.copyfile(path, staged / part / name)
+                    rows.append(f"{name},{number}")
+                (staged / part / NUMBER_LABELS).write_text("\n".join(rows) + "\n",
+                                                          encoding="ascii")
+    except OSError as error:
+        raise UserError(f"cannot write {output}: {error.strerror or error}") from None
+    return output / "train", output / "held-out"
