@@ -173,6 +173,7 @@ def _tags(folder: Path, members: tuple[str, ...], through_pointer: bool) -> set[
 
 
 def test_a_set_is_published_and_replaced_in_either_form(tmp_path, mode):
+    tmp_path = tmp_path / "my models (2)"  # a path with spaces, as Windows users have them
     members = contract.CONVERSION_OUTPUTS
     with files.staged_set(tmp_path, "ir", members) as staging:
         _write_set(staging, members, "old")
@@ -314,7 +315,7 @@ _SECOND_WRITER = """
 
 
 def test_a_second_writer_gets_one_line(tmp_path, mode):
-    folder = tmp_path / "out"
+    folder = tmp_path / "out folder"
     script = _SECOND_WRITER.replace("sys.argv[1]", repr(str(folder)))
     with files.output_lock(folder):
         with files.output_lock(folder):  # the same process may take it again
@@ -384,3 +385,49 @@ def test_the_benchmark_cpu_line_is_the_same_without_proc(monkeypatch):
     assert system.usable_cores() >= 1
     monkeypatch.delattr(os, "getloadavg")  # Windows keeps no load average
     assert run._load_average() is None
+
+
+# --------------------------------------------------------------------------------------------
+# The README's chain in a simulated Windows
+
+
+def _command(mode: str, script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python <script> args`` as a user runs it, in ``mode`` (the simulation applied first)."""
+    code = f"""
+        import runpy, sys
+        sys.argv = {[script, *args]!r}
+        runpy.run_path({str(ROOT / script)!r}, run_name="__main__")
+    """
+    process = _child(code, mode)
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_train_convert_classify_in_a_simulated_windows(tmp_path, mnist):
+    """train.py and to_ir.py publish their sets in the copy form (a folder with spaces, symlinks
+    refused, msvcrt's lock); classify.py reads the IR the same in both modes."""
+    import cv2
+
+    models = tmp_path / "my models"
+    trained = _command("windows", "train/train.py", "--output", str(models), "--epochs", "1",
+                       "--train-size", "2000", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    converted = _command("windows", "convert/to_ir.py", "--model",
+                         str(models / contract.KERAS_FILE), "--quiet")
+    assert converted.returncode == 0, converted.stderr
+    for folder, name in ((models, "model"), (models / contract.IR_DIR, "ir")):
+        pointer = folder / f".current-{name}"
+        assert pointer.is_file() and not pointer.is_symlink()
+        assert json.loads(pointer.read_text())["copies"] == "done"
+    assert not (models / contract.IR_DIR / "fp32").is_symlink()
+    images = []
+    for index in range(3):
+        images.append(str(tmp_path / f"digit {index}.png"))
+        cv2.imwrite(images[-1], 255 - mnist.x_test[index])
+    answers = {mode: _command(mode, "infer/classify.py", "--model", str(models / "ir"),
+                              "--json", *images) for mode in MODES}
+    assert answers["windows"].returncode == 0, answers["windows"].stderr
+    assert answers["windows"].stdout == answers["posix"].stdout
+    digits = [row["digit"] for row in json.loads(answers["windows"].stdout)]
+    assert len(digits) == 3
