@@ -296,6 +296,29 @@ def peak_memory_mb() -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes vs KiB
 
 
+def process_memory_mb(pid: int) -> tuple[float | None, float | None]:
+    """Another process's (current, peak) resident memory in MB, each None where unknown:
+    ``/proc/<pid>/status`` (VmRSS, VmHWM) on Linux, else psutil (Windows: rss, peak_wset)."""
+    try:
+        values = {}
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(value.split()[0]) / 1024.0
+        return values.get("VmRSS"), values.get("VmHWM")
+    except OSError:
+        pass
+    psutil = _optional("psutil")
+    if psutil is None:
+        return None, None
+    try:
+        info = psutil.Process(pid).memory_info()
+    except psutil.Error:
+        return None, None
+    peak = getattr(info, "peak_wset", None)
+    return info.rss / 2**20, None if peak is None else peak / 2**20
+
+
 def _windows_peak_bytes() -> int | None:
     try:
         from ctypes import wintypes

@@ -370,6 +370,17 @@ def test_peak_memory_without_proc_comes_from_getrusage(monkeypatch):
     assert without is not None and abs(without - with_proc) < 0.5 * with_proc
 
 
+def test_another_process_memory_without_proc(monkeypatch):
+    """For the serving load test (which still reads /proc/<pid> itself): psutil elsewhere."""
+    current, peak = system.process_memory_mb(os.getpid())
+    assert current is not None and peak is not None and peak >= current > 20
+    monkeypatch.setattr(system, "PROC", Path("/nonexistent-proc"))
+    current_psutil, peak_psutil = system.process_memory_mb(os.getpid())
+    assert abs(current_psutil - current) < 0.5 * current
+    assert peak_psutil is None  # psutil on Linux has no peak; on Windows its peak_wset
+    assert system.process_memory_mb(2**22 + 1) == (None, None)  # no such process
+
+
 def test_the_benchmark_cpu_line_is_the_same_without_proc(monkeypatch):
     from edgedigits.benchmark import run
 
