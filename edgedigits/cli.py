@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgedigits import contract, runtime
+from edgedigits import contract, runtime, system
 from edgedigits.errors import CommandFailed, UserError
 from edgedigits.tensorflow_import import import_tensorflow, quiet_tensorflow  # noqa: F401
 
@@ -177,7 +177,8 @@ def seed(text: str) -> int:
     return value
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# SIGTERM, and SIGHUP (POSIX) or SIGBREAK (Ctrl-Break, Windows): whichever exist here.
+STOP_SIGNALS = system.stop_signals()
 
 
 # The stop signal received, if any. A KeyboardInterrupt raised inside a library's callback
@@ -200,8 +201,10 @@ def _interrupted(name: str, how: str | None) -> None:
 
 def stop_signals_interrupt() -> None:
     """Treat SIGTERM and SIGHUP (kill, a closed terminal, ``timeout``, ``docker stop``, a
-    service manager) like Ctrl-C: they raise KeyboardInterrupt in the main thread, so every
-    ``finally`` runs, staging is removed and earlier outputs stay as they were.
+    service manager) and, on Windows, SIGBREAK (Ctrl-Break) like Ctrl-C: they raise
+    KeyboardInterrupt in the main thread, so every ``finally`` runs, staging is removed and
+    earlier outputs stay as they were. Signals a system does not have are skipped
+    (``system.stop_signals``).
 
     A server that runs its own event loop installs its own handlers after this (asyncio's
     ``loop.add_signal_handler``) and shuts down gracefully from them.
@@ -225,7 +228,7 @@ def run(main: Callable[[], int | None], prog: str | None = None) -> None:
     """Run an entry point ``main(argv=None) -> int`` (argv None: the command line).
 
     UserError or a full disk -> one line + exit 2; CommandFailed -> one line + exit 1; Ctrl-C,
-    SIGTERM or SIGHUP -> one line + exit 130; otherwise main's return value.
+    SIGTERM, SIGHUP or Ctrl-Break -> one line + exit 130; otherwise main's return value.
     """
     name = prog or os.path.basename(sys.argv[0])
     stop_signals_interrupt()

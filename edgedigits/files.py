@@ -9,8 +9,14 @@ Four rules, one place:
 - ``staged_set``: a set of outputs that belong together (a model with its metrics, the IR
   variants with their report) lives in a hidden version folder; the names users see are
   symlinks through one pointer (``.current-<set>``), and publishing a new set is one atomic
-  rename of that pointer, so a reader sees the whole old set or the whole new one.
+  rename of that pointer, so a reader sees the whole old set or the whole new one. Where
+  symlinks are refused (Windows without Developer Mode, FAT drives) the pointer is a small file
+  naming the version folder, replaced the same way, and the names users see are copies
+  (hard links) refreshed from it; ``published_path`` follows either form.
 - ``output_lock``: one writer per output folder at a time; a second one gets one line.
+
+What differs between systems (signals, links, locks, processes) is asked of
+:mod:`edgedigits.system`.
 
 Staging left behind by a killed run (its process is gone) is removed by the next run.
 """
@@ -18,138 +24,40 @@ Staging left behind by a killed run (its process is gone) is removed by the next
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from edgedigits import system
 from edgedigits.errors import UserError
+from edgedigits.output_checks import (  # noqa: F401 (the commands import them from here)
+    check_not_empty,
+    check_outputs,
+    ensure_writable_dir,
+)
 
 # Errors a full or limited disk raises; entry points report them in one line (see cli.run).
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _TEMP_MARK = ".tmp-"  # .<name>.tmp-<pid>-<random>: the pid says whether its writer still lives
 
 
-def ensure_writable_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` if needed and check that files can be written in it."""
-    check_not_empty(path, "output folder")
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"cannot write to output folder {folder}: it is an existing file")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        reason = error.strerror or error
-        raise UserError(f"cannot write to output folder {folder}: {reason}") from None
-    return folder
-
-
 # --------------------------------------------------------------------------------------------
-# Checks before any work
+# Renames
 
 
-def check_not_empty(path: str | os.PathLike | None, what: str) -> None:
-    """An empty path is a mistake (an unset shell variable), never "the default"."""
-    if path is not None and not str(os.fspath(path)).strip():
-        raise UserError(f"{what} is an empty path; give a path or leave the flag out")
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.absolute().resolve() == b.absolute().resolve()
-
-
-def check_outputs(files: Mapping[str, str | os.PathLike | None] | None = None,
-                  folders: Mapping[str, str | os.PathLike | None] | None = None,
-                  inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
-    """Refuse outputs that would destroy something, before any work starts (one ``UserError``).
-
-    ``files``/``folders``/``inputs`` map a flag name (for the message) to the path it was given
-    (``None`` = not given). Refused: an empty path; a file output that is an existing folder; a
-    folder output that is an existing file; an output that is one of the inputs; two outputs
-    naming the same path. Overwriting an existing file of the same kind stays allowed.
-    """
-    files = {flag: path for flag, path in (files or {}).items() if path is not None}
-    folders = {flag: path for flag, path in (folders or {}).items() if path is not None}
-    inputs = {flag: path for flag, path in (inputs or {}).items() if path is not None}
-    for flag, path in {**files, **folders, **inputs}.items():
-        check_not_empty(path, flag)
-    for flag, path in files.items():
-        if Path(path).is_dir():
-            raise UserError(f"{flag} {path} is an existing folder; name a file (e.g. "
-                            f"{Path(path) / 'out'}{Path(path).suffix or ''}), nothing was changed")
-    for flag, path in folders.items():
-        if Path(path).exists() and not Path(path).is_dir():
-            raise UserError(f"{flag} {path} is an existing file, not a folder; nothing was changed")
-    outputs = list({**files, **folders}.items())
-    for flag, path in outputs:
-        for input_flag, input_path in inputs.items():
-            if _same_path(Path(path), Path(input_path)):
-                raise UserError(f"{flag} {path} is the input ({input_flag}); writing it would "
-                                "destroy the input: choose another name")
-    for k, (flag, path) in enumerate(outputs):
-        for other_flag, other in outputs[k + 1:]:
-            if _same_path(Path(path), Path(other)):
-                raise UserError(f"{flag} and {other_flag} both name {path}; one output would be "
-                                "lost: give them different names")
-
-
-# --------------------------------------------------------------------------------------------
-# Signals held off while a commit's renames run
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP until the block ends (then they are delivered as usual)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if result == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
+_signals_deferred = system.signals_held  # Ctrl-C and stop signals wait until the block ends
 
 
 def _replace_folder(staged: Path, target: Path, scratch: Path) -> None:
     """Put the folder ``staged`` where the folder ``target`` is; the old one ends in ``scratch``."""
-    if _exchange(staged, target):
+    if system.exchange(staged, target):
         os.replace(staged, scratch / "previous")  # the old folder, now at the staged name
         return
     previous = scratch / "previous"
@@ -165,16 +73,6 @@ def _replace_folder(staged: Path, target: Path, scratch: Path) -> None:
 # One file (or one new folder)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 _STALE = re.compile(r"^\..*" + re.escape(_TEMP_MARK) + r"(\d+)-")
 
 
@@ -187,14 +85,14 @@ def clean_stale_staging(folder: str | os.PathLike, owned: tuple[str, ...] = ()) 
     removed = []
     with contextlib.suppress(OSError):
         entries = list(Path(folder).iterdir())
-        published = {os.readlink(entry) for entry in entries
-                     if entry.name.startswith(".current-") and entry.is_symlink()}
+        published = {_read_pointer(entry)[0] for entry in entries
+                     if entry.name.startswith(".current-")}
         for entry in entries:
             match = _STALE.match(entry.name)
             pid = int(match.group(1)) if match else os.getpid()
             mine = match is not None and entry.name.startswith(owned) if owned else False
             if entry.name not in published and (
-                    mine or (pid != os.getpid() and not _pid_alive(pid))):
+                    mine or (pid != os.getpid() and not system.pid_alive(pid))):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
@@ -261,12 +159,11 @@ _held_locks: dict[str, list] = {}  # real path -> [folder's descriptor, depth], 
 
 @contextlib.contextmanager
 def output_lock(folder: str | os.PathLike) -> Iterator[Path]:
-    """Hold ``folder``'s lock (``flock`` on the folder itself: no lock file is left behind); a
-    second writer (another process) gets one line instead of a race."""
-    import fcntl
-
+    """Hold ``folder``'s lock (``system.try_lock_folder``: ``flock`` on the folder itself on
+    POSIX, no lock file; ``msvcrt.locking`` on Windows); a second writer (another process) gets
+    one line instead of a race."""
     folder = ensure_writable_dir(folder)
-    key = os.path.realpath(folder)
+    key = os.path.normcase(os.path.realpath(folder))
     if key in _held_locks:
         _held_locks[key][1] += 1
         try:
@@ -274,20 +171,18 @@ def output_lock(folder: str | os.PathLike) -> Iterator[Path]:
         finally:
             _held_locks[key][1] -= 1
         return
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    lock = system.try_lock_folder(folder)
+    if lock is None:
+        raise UserError(f"another run is writing to {folder}; wait for it to finish or "
+                        "choose another output folder")
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another run is writing to {folder}; wait for it to finish or "
-                            "choose another output folder") from None
-        _held_locks[key] = [descriptor, 1]
+        _held_locks[key] = [lock, 1]
         try:
             yield folder
         finally:
             del _held_locks[key]
     finally:
-        os.close(descriptor)  # closing releases the lock
+        lock.release()
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,6 +193,45 @@ def _pointer(folder: Path, name: str) -> Path:
     return folder / f".current-{name}"
 
 
+def _read_pointer(pointer: Path) -> tuple[str | None, bool]:
+    """(the version folder's name, whether the visible copies are complete) from a pointer in
+    either form: a symlink, or a file naming the version (where symlinks are refused)."""
+    if pointer.is_symlink():
+        return os.readlink(pointer), True
+    if pointer.is_file():
+        try:
+            data = json.loads(pointer.read_text(encoding="utf-8"))
+            return str(data["version"]), data.get("copies") == "done"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None, True
+    return None, True
+
+
+def _published(folder: Path, name: str) -> Path | None:
+    version, _ = _read_pointer(_pointer(folder, name))
+    return folder / version if version else None
+
+
+def published_path(path: str | os.PathLike) -> Path:
+    """Where a reader should open ``path``, a name a set publishes (``models/model.keras``,
+    ``models/ir/int8/model.xml``): ``path`` itself when it is a symlink (the system follows
+    it) or not part of a set; in the copy form, the same entry in the version folder the
+    pointer file names, so a reader never mixes two sets while the copies are refreshed."""
+    path = Path(path)
+    for depth, folder in enumerate(path.parents):
+        if depth > 3:
+            break
+        relative = path.relative_to(folder)
+        with contextlib.suppress(OSError):
+            for pointer in folder.glob(".current-*"):
+                if pointer.is_symlink() or not pointer.is_file():
+                    continue
+                version, _ = _read_pointer(pointer)
+                if version and (folder / version / relative.parts[0]).exists():
+                    return folder / version / relative
+    return path
+
+
 def _link_target(name: str, entry: str) -> str:
     return f".current-{name}/{entry}"
 
@@ -306,17 +240,24 @@ def _is_our_link(path: Path, name: str) -> bool:
     return path.is_symlink() and os.readlink(path) == _link_target(name, path.name)
 
 
+def _version_name(folder: Path, name: str) -> Path:
+    return folder / f".{name}-v{uuid.uuid4().hex[:12]}"
+
+
 def _new_version(folder: Path, name: str) -> Path:
-    version = folder / f".{name}-v{uuid.uuid4().hex[:12]}"
+    version = _version_name(folder, name)
     version.mkdir()
     return version
 
 
-def _point(folder: Path, name: str, version: Path) -> None:
-    """Make ``.current-<name>`` point at ``version`` with one rename."""
-    pointer = _pointer(folder, name)
+def _remove_pointer_copy(pointer: Path) -> None:
     if pointer.is_dir() and not pointer.is_symlink():  # a copy that followed the links
         shutil.rmtree(pointer)
+
+
+def _point(folder: Path, name: str, version: Path) -> None:
+    """Make ``.current-<name>`` point at ``version`` with one rename (a symlink)."""
+    _remove_pointer_copy(_pointer(folder, name))
     fresh = folder / f".{name}-pointer{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.symlink(version.name, fresh)
     try:
@@ -327,23 +268,87 @@ def _point(folder: Path, name: str, version: Path) -> None:
         raise
 
 
+def _point_by_file(folder: Path, name: str, version: Path, copies_done: bool) -> None:
+    """Make ``.current-<name>`` a file naming ``version``, with one rename (no symlinks)."""
+    _remove_pointer_copy(_pointer(folder, name))
+    fresh = folder / f".{name}-pointer{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    fresh.write_text(json.dumps({"version": version.name,
+                                 "copies": "done" if copies_done else "pending"}) + "\n",
+                     encoding="utf-8")
+    try:
+        os.replace(fresh, _pointer(folder, name))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fresh.unlink()
+        raise
+
+
+def _put(staged: Path, visible: Path) -> None:
+    """Move ``staged`` to ``visible``, replacing what is there (a file, a folder or a link)."""
+    if staged.is_dir() and visible.is_dir() and not visible.is_symlink():
+        scratch = _make_temporary(visible.parent, visible.name)
+        try:
+            _replace_folder(staged, visible, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    if visible.is_file() and not visible.is_symlink() and os.path.samefile(staged, visible):
+        staged.unlink()  # already this content (hard links of one file: rename would do nothing)
+        return
+    if visible.is_dir() and not visible.is_symlink():
+        shutil.rmtree(visible)
+    elif staged.is_dir() and visible.is_symlink():
+        visible.unlink()  # a folder cannot be renamed over a link everywhere
+    os.replace(staged, visible)
+
+
+def _refresh_copies(folder: Path, name: str, members: tuple[str, ...], version: Path) -> None:
+    """The copy form: make every visible member a copy (hard links where the disk allows) of
+    ``version``'s; a member it lacks disappears. Each is replaced in one rename."""
+    for entry in members:
+        source, visible = version / entry, folder / entry
+        if source.exists():
+            staged = folder / f".{entry}.copy{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                system.copy_tree_linked(source, staged)
+                _put(staged, visible)
+            except BaseException:
+                if staged.is_dir():
+                    shutil.rmtree(staged, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
+                raise
+        elif visible.is_dir() and not visible.is_symlink():
+            shutil.rmtree(visible)
+        elif visible.exists() or visible.is_symlink():
+            visible.unlink()
+
+
 def _adopt_legacy(folder: Path, name: str, members: Iterable[str]) -> None:
-    """Turn plain files/folders of the set (from before versioned sets) into the current version.
+    """Turn plain files/folders of the set (from before versioned sets, or copies made where
+    symlinks were refused) into the current version, reached through symlinks.
 
     The content is hard-linked into a version folder first (nothing moves), the pointer is set,
-    then each plain entry is swapped for a link to identical content.
+    then each plain entry is swapped for a link to identical content. Copies of a version the
+    pointer file names are not linked again: that version already holds them.
     """
     legacy = [entry for entry in members
               if (folder / entry).exists() and not (folder / entry).is_symlink()]
     if not legacy:
         return
     pointer = _pointer(folder, name)
-    version = folder / os.readlink(pointer) if pointer.is_symlink() else None
+    version = _published(folder, name)
+    from_copies = version is not None and version.is_dir() and not pointer.is_symlink()
     if version is None or not version.is_dir():
         version = _new_version(folder, name)
         _point(folder, name, version)
+    elif from_copies:
+        _point(folder, name, version)  # the same version, now through a symlink
     for entry in legacy:
         source, copy = folder / entry, version / entry
+        if from_copies and (copy.exists() or copy.is_symlink()):
+            continue
         if copy.is_dir() and not copy.is_symlink():
             shutil.rmtree(copy)
         elif copy.exists() or copy.is_symlink():
@@ -366,16 +371,21 @@ def _adopt_legacy(folder: Path, name: str, members: Iterable[str]) -> None:
 
 
 def _clean_set_leftovers(folder: Path, name: str, members: tuple[str, ...]) -> None:
-    """Under the folder's lock: whatever an earlier, killed or failed, run of this set left."""
+    """Under the folder's lock: whatever an earlier, killed or failed, run of this set left;
+    copies a killed run did not finish refreshing are refreshed."""
     pointer = _pointer(folder, name)
-    if pointer.exists() and not pointer.is_symlink():  # a copy that followed the links
+    if pointer.is_dir() and not pointer.is_symlink():  # a copy that followed the links
         shutil.rmtree(pointer, ignore_errors=True)
     clean_stale_staging(folder, owned=(f".{name}{_TEMP_MARK}", f".{name}-pointer",
                                        *(f".{member}" for member in members)))
-    published = os.readlink(pointer) if pointer.is_symlink() else None
+    published, copies_done = _read_pointer(pointer)
     for entry in folder.glob(f".{name}-v*"):
         if entry.name != published:
             shutil.rmtree(entry, ignore_errors=True)
+    if published and not copies_done and (folder / published).is_dir():
+        with _signals_deferred():
+            _refresh_copies(folder, name, members, folder / published)
+            _point_by_file(folder, name, folder / published, copies_done=True)
 
 
 @contextlib.contextmanager
@@ -385,7 +395,11 @@ def staged_set(output: str | os.PathLike, name: str, members: Iterable[str]) -> 
     ``members`` are every name the set can hold (an earlier set's members that the new one does
     not have disappear with it, e.g. an IR variant not converted this time). Readers open
     ``output/<member>`` as before; it is a symlink through ``output/.current-<name>``, which one
-    ``os.replace`` moves from the old version folder to the new one. Holds ``output_lock``.
+    ``os.replace`` moves from the old version folder to the new one. Where symlinks are refused
+    (``system.symlinks_work``), ``.current-<name>`` is a file naming the version, moved by one
+    ``os.replace`` too, and ``output/<member>`` are copies refreshed right after it (a reader
+    that must never mix two sets opens ``published_path(output/<member>)``). Holds
+    ``output_lock``.
     """
     members = tuple(members)
     with output_lock(output) as folder:
@@ -397,17 +411,28 @@ def staged_set(output: str | os.PathLike, name: str, members: Iterable[str]) -> 
             unknown = [entry for entry in written if entry not in members]
             if unknown:
                 raise ValueError(f"not members of the {name} set: {unknown}")
+            if not system.symlinks_work(folder):
+                with _signals_deferred():
+                    old_version = _published(folder, name)
+                    final = _version_name(folder, name)
+                    os.replace(version, final)  # its published name (not staging any more)
+                    version = None
+                    _point_by_file(folder, name, final, copies_done=False)  # publishes the set
+                    _refresh_copies(folder, name, members, final)
+                    _point_by_file(folder, name, final, copies_done=True)
+                    if old_version is not None:
+                        shutil.rmtree(old_version, ignore_errors=True)
+                return
             with _signals_deferred():
                 _adopt_legacy(folder, name, members)
-                pointer = _pointer(folder, name)
-                old_version = folder / os.readlink(pointer) if pointer.is_symlink() else None
+                old_version = _published(folder, name)
                 for entry in written:  # dangling until the pointer moves: invisible before
                     if not _is_our_link(folder / entry, name):
                         if (folder / entry).exists() or (folder / entry).is_symlink():
                             raise UserError(f"{folder / entry} is in the way of the new {name} "
                                             "set; move it away first")
                         os.symlink(_link_target(name, entry), folder / entry)
-                final = _new_version(folder, name)
+                final = _version_name(folder, name)
                 os.replace(version, final)  # its published name (not staging any more)
                 version = None
                 _point(folder, name, final)  # the one step that publishes the whole set

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from edgedigits import system
 from edgedigits.runtime import DigitClassifier
 
 
@@ -172,14 +172,8 @@ def _make_batches(images: np.ndarray, batch_size: int, limit: int = 64) -> list[
     return [np.array(images[i * batch_size:(i + 1) * batch_size]) for i in range(count)]
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: per process, unaffected by how it started)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (Linux: VmHWM, per process, unaffected by how
+    it started; Windows: the peak working set; elsewhere getrusage), None where unknown
+    (``edgedigits.system.peak_memory_mb``)."""
+    return system.peak_memory_mb()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigits import contract
+from edgedigits import contract, system
 from edgedigits.benchmark import report
 from edgedigits.benchmark.measure import FULL, QUICK, Effort
 from edgedigits.benchmark.variants import PEERS_INSTALL_HINT, VARIANTS_BY_NAME, Row, Variant
@@ -54,10 +54,7 @@ class Settings:
 
 
 def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return system.usable_cores()
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,26 +76,12 @@ _LIBRARIES = ("tensorflow", "keras", "openvino", "nncf", "numpy", "onnxruntime",
               "tf2onnx", "ai-edge-litert")
 
 
-def _cpuinfo() -> tuple[str, set[str], int]:
-    """CPU model name, ISA flags and physical core count from /proc/cpuinfo (Linux)."""
-    model, flags, cores = platform.processor() or platform.machine(), set(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return model, flags, 0
-    physical_id = core_id = ""
-    for line in text.splitlines():
-        key, _, value = (part.strip() for part in line.partition(":"))
-        if key == "model name":
-            model = value
-        elif key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "physical id":
-            physical_id = value
-        elif key == "core id":
-            core_id = value
-            cores.add((physical_id, core_id))
-    return model, flags, len(cores)
+def _cpuinfo() -> tuple[str, dict[str, bool | None], int | None]:
+    """CPU model name, the ISA flags that matter (None: unknown) and the physical core count:
+    /proc/cpuinfo on Linux, the system's own answers elsewhere (``edgedigits.system``)."""
+    model, flags, physical = system.cpu_description()
+    return model, {name: system.cpu_flag(flags, flag) for name, flag in _ISA_FLAGS.items()}, \
+        physical
 
 
 def package_version(distribution: str) -> str | None:
@@ -110,10 +93,10 @@ def package_version(distribution: str) -> str | None:
 
 def capture_environment(settings: Settings, threads: int) -> dict:
     """Where the numbers come from: CPU, ISA flags that matter, cores, threads, versions."""
-    model, flags, physical = _cpuinfo()
+    model, isa, physical = _cpuinfo()
     environment = {
         "cpu": model,
-        "isa": {name: flag in flags for name, flag in _ISA_FLAGS.items()},
+        "isa": isa,
         "logical_cores": os.cpu_count(),
         "physical_cores": physical or None,
         "usable_cores": usable_cores(),
@@ -138,10 +121,7 @@ def capture_environment(settings: Settings, threads: int) -> dict:
 
 
 def _load_average() -> list[float] | None:
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
+    return system.load_average()
 
 
 def check_device(device: str) -> str:
