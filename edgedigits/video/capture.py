@@ -82,7 +82,10 @@ class Capture:
     "lost". The end marker never displaces a frame, so the last frame is always delivered.
     """
 
-    def __init__(self, source: str, realtime: bool = False) -> None:
+    def __init__(self, source: str, realtime: bool = False,
+                 notify: threading.Event | None = None) -> None:
+        self.source = source  # as given
+        self._notify = notify  # set whenever a frame or the end is queued (several streams)
         self._capture, self.description, live = open_source(source)
         self.live = live or realtime  # newest frame only, frames dropped when processing lags
         self._pace = realtime and not live  # replaying a file as if it were a camera
@@ -98,7 +101,8 @@ class Capture:
         self._queue: queue.Queue = queue.Queue(size)
         self._stop = threading.Event()
         self._started = time.perf_counter()
-        self._thread = threading.Thread(target=self._read_loop, args=(first,), name="capture",
+        self._thread = threading.Thread(target=self._read_loop, args=(first,),
+                                        name=f"capture {source}",
                                         daemon=True)
         self._thread.start()
 
@@ -135,6 +139,7 @@ class Capture:
             while True:
                 try:
                     self._queue.put_nowait(item)
+                    self._wake()
                     return
                 except queue.Full:
                     with suppress(queue.Empty):
@@ -143,9 +148,28 @@ class Capture:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
+                self._wake()
                 return
             except queue.Full:
                 continue
+
+    def _wake(self) -> None:
+        if self._notify is not None:
+            self._notify.set()
+
+    def poll(self) -> tuple[int, float, np.ndarray] | None:
+        """The next (frame number, time in ms, BGR frame) without waiting, or None: no frame
+        yet, or the source has ended (``status`` is then "finished" or "lost")."""
+        if self.status != "running":
+            return None
+        try:
+            index, time_ms, frame = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if frame is None:
+            self.status = "lost" if index == _LOST else "finished"
+            return None
+        return index, time_ms, frame
 
     def frames(self):
         """Yield (frame number, time in ms, BGR frame) until the source ends or is lost."""
