@@ -218,3 +218,24 @@ def test_stream_paths_and_the_mosaic_grid():
     assert grid.shape == (960, 1280, 3)  # 2 x 2 tiles of 640x480
     assert grid[100, 300].tolist() == [200] * 3 and grid[100, 900].tolist() == [0] * 3
     assert grid[600, 300].tolist() == [90] * 3
+
+
+def test_benchmark_streams_measures_one_process_beside_separate_ones(ir_models_dir, tmp_path):
+    report = tmp_path / "streams.json"
+    result = run_command("infer/benchmark_video.py", "--frames", "20", "--streams", "1,2",
+                         "--model", str(ir_models_dir), "--output", str(report))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(report.read_text())
+    assert sorted(rows) == ["1", "2"]
+    for count, row in rows.items():
+        one, separate = row["one_process"], row["separate"]
+        assert one["processes"] == 1 and separate["processes"] == int(count)
+        assert one["frames"] == separate["frames"] == 20 * int(count)
+        for figures in (one, separate):
+            assert figures["fps_total"] > 0 and figures["memory_mb"] > 50
+            assert 0 < figures["cpu_cores"] < 64
+        assert row["command"].count("--source") == int(count)
+    # no speed asserted: a shared machine; the table has a row per count
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["1", "2"]
+    bad = run_command("infer/benchmark_video.py", "--streams", "0,2")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -187,19 +187,21 @@ def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames,
 
         while active and not (window is not None and window.quit_requested):
             wake.clear()
-            busy = False
+            submitted = False
             for run in list(active):
                 full = max_frames is not None and run.pipeline.submitted >= max_frames
                 item = None if full else run.capture.poll()
                 if item is not None:
                     run.submit(*item)
-                    busy = True
-                busy |= run.deliver_ready() > 0
+                    submitted = True
+                run.deliver_ready()
                 ended = full or run.capture.status != "running"
                 if ended and run.pipeline.in_flight == 0:
                     end(run)
-            if not busy:
-                wake.wait(0.05)  # until a frame is captured or finished somewhere
+            if not submitted:
+                # Nothing new to prepare: sleep until a frame is captured or finished somewhere
+                # (never spin: a spinning loop holds the GIL the inference callbacks need).
+                wake.wait(0.05)
         for classifier in classifiers:
             classifier.wait_all()
         for run in list(active):
