@@ -13,6 +13,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_reliability_window import display, read_xwd  # noqa: F401 (fixture)
 from test_webcam import _one_digit_frames, digits, mjpeg_camera  # noqa: F401 (fixture)
 
 from conftest import run_command
@@ -239,3 +240,53 @@ def test_benchmark_streams_measures_one_process_beside_separate_ones(ir_models_d
     assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["1", "2"]
     bad = run_command("infer/benchmark_video.py", "--streams", "0,2")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_mosaic_window_shows_every_stream_under_xvfb(ir_models_dir, display,  # noqa: F811
+                                                        tmp_path):
+    """A real X server (Xvfb) and OpenCV's real window: three streams in a 2 x 2 grid of
+    640x480 tiles (the fourth dark), each tile labelled. Leaves ``<tmp>/mosaic.png``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    name, framebuffer = display
+    sources = []
+    for seed in range(3):
+        path = tmp_path / f"camera{seed}.mp4"
+        synthetic.make_video(path, 450, seed=seed)  # 15 s played in real time
+        sources += ["--source", str(path)]
+    env = {**os.environ, "DISPLAY": name, "WAYLAND_DISPLAY": ""}
+    process = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--model",
+                                str(ir_models_dir), *sources, "--realtime"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    screen = box = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(1.0)
+        paper = read_xwd(framebuffer).min(axis=2) > 120
+        if paper.sum() > 3 * 150_000:  # three tiles of paper on the screen
+            time.sleep(1.5)  # a few more frames, then the screenshot
+            screen = read_xwd(framebuffer)
+            ys, xs = np.nonzero(screen.min(axis=2) > 120)
+            box = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert screen is not None, f"no mosaic appeared: {stderr}"
+    cv2.imwrite(str(tmp_path / "mosaic.png"), screen)
+    left, top, right, _ = (int(v) for v in box)
+    assert abs((right - left) - 1280) <= 8, box  # two 640-px tiles side by side
+    window = screen[top : top + 960, left : left + 1280]
+    quadrants = [window[y : y + 400, x : x + 600].mean() for y in (40, 520) for x in (20, 660)]
+    assert min(quadrants[:3]) > 120 and quadrants[3] < 60, quadrants  # 3 streams, 1 empty
+    # each tile's label band at its foot: dark, with white text
+    for y, x in ((480, 0), (480, 640), (960, 0)):
+        band = window[y - 28 : y - 2, x + 4 : x + 400]
+        assert band.mean() < 110 and (band.min(axis=2) > 200).sum() > 50, (y, x)
+    assert "Traceback" not in stderr, stderr
+    assert process.returncode == 130, stderr

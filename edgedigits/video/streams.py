@@ -98,7 +98,7 @@ class _Mosaic:
         if now - self._shown < SHOW_EVERY_S:
             return
         self._shown = now
-        labels = [f"{run.stream}: {run.capture.source}"
+        labels = [f"{run.stream}: {_short(run.capture.source)}"
                   + (f" ({run.summary.status})" if run.summary.status != "running" else "")
                   for run in self.runs]
         first = next((r.capture for r in self.runs), None)
@@ -106,6 +106,11 @@ class _Mosaic:
         self._count += 1
         self.window.show(mosaic([r.last_image for r in self.runs], labels, aspect=aspect),
                          self._count)
+
+
+def _short(source: str) -> str:
+    """A file's name (its folders would not fit a tile); cameras and URLs as given."""
+    return source if source.isdigit() or "://" in source else Path(source).name
 
 
 def report(message: str) -> None:
