@@ -30,9 +30,11 @@ N separate single-stream ``webcam.py`` processes started together; every run is 
 subprocess, headless, with ``--summary-json``. Reported per N and per way: the aggregate
 frames/s (all frames / the span from the first stream's first frame to the last one's last,
 each process's start taken as its exit time minus its summary's seconds), the mean per-stream
-frames/s, CPU used (user + system of the processes, in cores: CPU seconds over the wall time
-from their start to the last one's exit) and memory (the sum of the processes' peak resident
-sets). Model loading is outside the frames/s, inside CPU and memory.
+frames/s, frame latency (from entering the pipeline, before the task prepares the frame, to
+its delivery: the median of the streams' p50 and the worst stream's p99), CPU used (user +
+system of the processes, in cores: CPU seconds over the wall time from their start to the
+last one's exit) and memory (the sum of the processes' peak resident sets). Model loading is
+outside the frames/s, inside CPU and memory.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def _run_processes(args, source_lists: list[list[str]], scratch: Path) -> dict:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         running.append((process, summary, errors))
     by_pid = {item[0].pid: item for item in running}
-    cpu, rss_kb, spans, per_stream, frames = 0.0, 0, [], [], 0
+    cpu, rss_kb, spans, per_stream, frames, p50s, p99s = 0.0, 0, [], [], 0, [], []
     while by_pid:  # in the order they end, each one's end time as it happens
         pid, status, usage = os.wait4(-1, 0)  # this command starts no other child
         end = time.perf_counter()
@@ -197,6 +199,8 @@ def _run_processes(args, source_lists: list[list[str]], scratch: Path) -> dict:
         seconds = report["total"]["seconds"] if "streams" in report else report["seconds"]
         spans.append((end - seconds, end))
         per_stream += [row["fps"] for row in rows]
+        p50s += [row["latency_ms"]["p50"] for row in rows]
+        p99s += [row["latency_ms"]["p99"] for row in rows]
         frames += sum(row["frames"] for row in rows)
         cpu += usage.ru_utime + usage.ru_stime
         rss_kb += usage.ru_maxrss
@@ -206,6 +210,8 @@ def _run_processes(args, source_lists: list[list[str]], scratch: Path) -> dict:
             "fps_total": round(frames / span, 1),
             "fps_per_stream": round(statistics.mean(per_stream), 1),
             "fps_per_stream_min": round(min(per_stream), 1),
+            "latency_p50_ms": round(statistics.median(p50s), 2),
+            "latency_p99_ms": round(max(p99s), 2),
             "seconds": round(span, 3), "wall_seconds": round(last - launched, 3),
             "cpu_cores": round(cpu / (last - launched), 2),
             "memory_mb": round(rss_kb / 1024, 1)}
@@ -228,15 +234,16 @@ def measure_streams(args, video_path: Path, scratch: Path, described: dict) -> d
 
 
 def print_streams_table(rows: dict) -> None:
-    print(f"{'streams':>7} | {'one process: fps':>16} {'per stream':>10} {'CPU':>5} "
-          f"{'MB':>6} | {'N processes: fps':>16} {'per stream':>10} {'CPU':>5} {'MB':>6} | "
-          f"{'fps x':>5} {'mem x':>5}")
+    columns = f"{'fps':>6} {'/stream':>7} {'p50 ms':>6} {'p99 ms':>6} {'CPU':>4} {'MB':>5}"
+    print(f"{'':>7} | {'one process':<40} | {'N processes':<40} |")
+    print(f"{'streams':>7} | {columns} | {columns} | {'fps x':>5} {'mem x':>5}")
     for row in rows.values():
-        one, separate = row["one_process"], row["separate"]
-        print(f"{row['streams']:>7} | {one['fps_total']:>16} {one['fps_per_stream']:>10} "
-              f"{one['cpu_cores']:>5} {one['memory_mb']:>6} | {separate['fps_total']:>16} "
-              f"{separate['fps_per_stream']:>10} {separate['cpu_cores']:>5} "
-              f"{separate['memory_mb']:>6} | {row['ratio_fps']:>5} {row['ratio_memory']:>5}")
+        cells = [f"{way['fps_total']:>6} {way['fps_per_stream']:>7} "
+                 f"{way['latency_p50_ms']:>6} {way['latency_p99_ms']:>6} "
+                 f"{way['cpu_cores']:>4} {way['memory_mb']:>5}"
+                 for way in (row["one_process"], row["separate"])]
+        print(f"{row['streams']:>7} | {cells[0]} | {cells[1]} | {row['ratio_fps']:>5} "
+              f"{row['ratio_memory']:>5}")
 
 
 def print_table(results: dict, number: str | None) -> None:

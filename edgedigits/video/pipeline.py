@@ -69,6 +69,7 @@ class FrameJob:
     pending: int = 0
     probabilities: dict = field(default_factory=dict)  # backend -> the model's outputs
     inference_ms: dict = field(default_factory=dict)  # backend -> ms for this frame's batch
+    started: float = field(default_factory=time.perf_counter)  # submitted (for the latency)
 
     @property
     def has_inputs(self) -> bool:

@@ -3,7 +3,10 @@ sources run in one process, per stream and in total (:class:`StreamsSummary`).""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from edgedigits.video.display import agrees
 
@@ -33,6 +36,7 @@ class Summary:
     backends: dict = field(default_factory=dict)
     stream: int | None = None  # its number when several sources run in one process
     error: str | None = None  # why a stream could not be opened
+    latencies_ms: list = field(default_factory=list, repr=False)  # submit -> delivery, per frame
 
     @property
     def fps(self) -> float:
@@ -41,6 +45,7 @@ class Summary:
     def count(self, job, found: list[dict], names: list[str]) -> None:
         """Add one delivered frame."""
         self.frames += 1
+        self.latencies_ms.append((time.perf_counter() - job.started) * 1000)
         if found:
             self.frames_with_digits += 1
             self.digits += len(found)
@@ -57,6 +62,8 @@ class Summary:
                 "frames_with_digits": self.frames_with_digits, "digits": self.digits,
                 "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
                 "backends": {name: stats.as_json() for name, stats in self.backends.items()}})
+        if self.latencies_ms:
+            data["latency_ms"] = latency(self.latencies_ms)
         if self.error is not None:
             data["error"] = self.error
         if len(self.backends) > 1:
@@ -76,6 +83,13 @@ class Summary:
         if len(self.backends) > 1 and self.digits:
             parts.append(f"agreement {self.agreements / self.digits:.1%}")
         return " | ".join(parts)
+
+
+def latency(values: list[float]) -> dict:
+    """p50 and p99 of a frame's time from entering the pipeline (before the task prepares it)
+    to its delivery (inference and waiting for the frames before it included)."""
+    p50, p99 = np.percentile(values, [50, 99])
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
 
 
 LOST = ("lost", "failed")  # a stream that stopped delivering, or never opened
@@ -101,12 +115,14 @@ class StreamsSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def as_json(self) -> dict:
+        every = [ms for s in self.streams for ms in s.latencies_ms]
         return {"streams": [s.as_json() for s in self.streams],
                 "total": {"streams": len(self.streams), "lost": len(self.lost),
                           "frames": self.frames,
                           "frames_with_digits": sum(s.frames_with_digits for s in self.streams),
                           "digits": sum(s.digits for s in self.streams),
-                          "seconds": round(self.seconds, 4), "fps": round(self.fps, 2)}}
+                          "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
+                          "latency_ms": latency(every) if every else None}}
 
     def text(self) -> str:
         lines = [f"stream {s.stream}: {s.text()}" for s in self.streams]
