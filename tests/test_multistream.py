@@ -8,7 +8,11 @@ order, write its own annotated video, and survive the others' trouble.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import time
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -17,7 +21,7 @@ from test_reliability_window import display, read_xwd  # noqa: F401 (fixture)
 from test_webcam import _one_digit_frames, digits, mjpeg_camera  # noqa: F401 (fixture)
 
 from conftest import run_command
-from edgedigits.video import streams, synthetic
+from edgedigits.video import capture, streams, synthetic
 
 SCRIPT = "infer/webcam.py"
 LENGTHS = (36, 24, 30)  # frames of the three videos: they end at different times
@@ -181,6 +185,57 @@ def test_a_stream_that_fails_does_not_stop_the_others(videos, alone, digits,  # 
             and [r["frame"] for r in together[5]] == list(range(damaged_frames)))
     assert 1 <= len(together[3]) <= 6 and together[3][-1]["frame"] == 5
     assert "stream 3: " in result.stdout and "lost after" in result.stdout
+
+
+@contextmanager
+def stalled_camera(frames):
+    """An MJPEG stream that sends ``frames``, then keeps the connection open and goes silent."""
+    jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+    stop = threading.Event()
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for jpeg in jpegs:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                 + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                time.sleep(1 / 30)
+            stop.wait(120)  # silent, connection open: FFmpeg alone would wait forever
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stalled.mjpg"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_stream_that_stops_answering_is_lost_and_the_others_finish(
+        videos, alone, digits, ir_models_dir, tmp_path):  # noqa: F811
+    jsonl = tmp_path / "all.jsonl"
+    with stalled_camera(_one_digit_frames(digits, 5)) as url:
+        started = time.monotonic()
+        result = run_command(SCRIPT, "--source", str(videos[1][0]), "--source", url,
+                             "--no-display", "--jsonl", str(jsonl), "--json",
+                             "--model", str(ir_models_dir), timeout=120)
+        took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"webcam.py: stream 2 ({url}) lost after "), result.stderr
+    report = json.loads(result.stdout)
+    assert [row["status"] for row in report["streams"]] == ["finished", "lost"]
+    _same_reading(_by_stream(synthetic.read_jsonl(jsonl))[1], alone[1], str(videos[1][0]))
+    # lost after the read timeout, not never (a shared machine: generous bound)
+    assert took < capture.STREAM_READ_TIMEOUT_MS / 1000 + 60
 
 
 @pytest.mark.parametrize("case", ["sources_missing", "sources_empty", "none_open",

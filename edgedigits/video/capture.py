@@ -19,6 +19,10 @@ FILE_QUEUE_FRAMES = 8  # decoded frames buffered ahead of a file's processing
 LIVE_QUEUE_FRAMES = 1  # a camera's frames are dropped, not queued, when processing lags
 LIVE_READ_RETRIES = 25  # consecutive failed reads (~0.5 s) before a camera counts as lost
 MAX_CAMERA_INDEX = 9999  # OpenCV adds the backend to the index: larger ones overflow its int
+# With several streams, a stream URL that stops answering must be lost, not hang its reader
+# (FFmpeg's own reads wait forever): OpenCV's FFmpeg timeouts, for URLs only.
+STREAM_OPEN_TIMEOUT_MS = 10_000
+STREAM_READ_TIMEOUT_MS = 5_000
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -33,8 +37,12 @@ def _camera_backends() -> list[tuple[int, str]]:
     return [(cv2.CAP_ANY, "any backend")]
 
 
-def open_source(source: str) -> tuple[cv2.VideoCapture, str, bool]:
-    """(capture, description, is_live) for a camera index, a video file or a stream URL."""
+def open_source(source: str,
+                timeouts: bool = False) -> tuple[cv2.VideoCapture, str, bool]:
+    """(capture, description, is_live) for a camera index, a video file or a stream URL.
+
+    ``timeouts``: a stream URL that does not open in STREAM_OPEN_TIMEOUT_MS, or stops sending
+    for STREAM_READ_TIMEOUT_MS, fails (its reads then fail, and the stream is lost)."""
     tried: list[str] = []
     if source.strip().isdigit():
         index = int(source)
@@ -49,8 +57,11 @@ def open_source(source: str) -> tuple[cv2.VideoCapture, str, bool]:
         raise UserError(f"cannot open camera {index} (tried {', '.join(tried)}); is it plugged in "
                         "and free? Use --source FILE or URL for a video")
     if source.lower().startswith(STREAM_PREFIXES):
+        params = ([cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS] if timeouts else [])
         for api, name in ((cv2.CAP_FFMPEG, "FFmpeg"), (cv2.CAP_ANY, "any backend")):
-            capture = cv2.VideoCapture(source, api)
+            capture = (cv2.VideoCapture(source, api, params) if params
+                       else cv2.VideoCapture(source, api))
             if capture.isOpened():
                 return capture, source, True
             tried.append(name)
@@ -83,10 +94,10 @@ class Capture:
     """
 
     def __init__(self, source: str, realtime: bool = False,
-                 notify: threading.Event | None = None) -> None:
+                 notify: threading.Event | None = None, timeouts: bool = False) -> None:
         self.source = source  # as given
         self._notify = notify  # set whenever a frame or the end is queued (several streams)
-        self._capture, self.description, live = open_source(source)
+        self._capture, self.description, live = open_source(source, timeouts)
         self.live = live or realtime  # newest frame only, frames dropped when processing lags
         self._pace = realtime and not live  # replaying a file as if it were a camera
         fps = self._capture.get(cv2.CAP_PROP_FPS)

@@ -146,7 +146,7 @@ def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames,
         failed: dict[int, Summary] = {}
         for number, source in enumerate(sources, 1):
             try:
-                capture = Capture(source, realtime=realtime, notify=wake)
+                capture = Capture(source, realtime=realtime, notify=wake, timeouts=True)
             except UserError as error:
                 failed[number] = Summary(source, status="failed", stream=number,
                                          error=str(error),
