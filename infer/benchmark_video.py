@@ -5,6 +5,7 @@
     python infer/benchmark_video.py --baseline now.json  # later: each figure beside them
     python infer/benchmark_video.py --video mine.mp4     # your own video instead
     python infer/benchmark_video.py --number 5743        # a written number: % of frames read
+    python infer/benchmark_video.py --streams 1,2,4      # N streams in one process vs N processes
 
 The generated video holds 1-4 MNIST test digits per frame, drawn dark onto paper with a
 lighting gradient and grain and drifting across the page (needs MNIST: $MNIST_DIR). Each
@@ -22,18 +23,36 @@ digit split in two lowers it). ``--baseline FILE`` (a report written earlier wit
 ``--number DIGITS`` generates instead a video of that number written with touching digits
 (MNIST test digits 120 px tall, each overlapping the previous by 45 %) drifting across the
 page, and also reports the share of frames whose digits, left to right, are that number.
+
+``--streams 1,2,4`` measures several streams instead: for each N, ``webcam.py`` with the
+generated video given N times as ``--source`` (one process, one model for all N streams), then
+N separate single-stream ``webcam.py`` processes started together; every run is a real
+subprocess, headless, with ``--summary-json``. Reported per N and per way: the aggregate
+frames/s (all frames / the span from the first stream's first frame to the last one's last,
+each process's start taken as its exit time minus its summary's seconds), the mean per-stream
+frames/s, frame latency (from entering the pipeline, before the task prepares the frame, to
+its delivery: the median of the streams' p50 and the worst stream's p99), CPU used (user +
+system of the processes, in cores: CPU seconds over the wall time from their start to the
+last one's exit) and memory (the sum of the processes' peak resident sets). Model loading is
+outside the frames/s, inside CPU and memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from edgedigits import cli
 from edgedigits.benchmark import compare
 from edgedigits.cli import ArgumentParser, positive_int, run
+from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import write_json
 from edgedigits.tasks import kinds_for
 from edgedigits.video import pipeline as video
@@ -68,6 +87,16 @@ def _digits(text: str) -> str:
     return text
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected stream counts like 1,2,4, got {text!r}")
+    return counts
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="benchmark_video.py",
                             description="Frames per second and accuracy of the headless webcam "
@@ -81,6 +110,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--scene-frames", type=positive_int, default=synthetic.FPS, metavar="N",
                         help="frames before the generated video shows new digits (%(default)s: "
                              "every second; 1: every frame, the most digits to read)")
+    parser.add_argument("--streams", type=_counts, metavar="N,N,...",
+                        help="measure N streams in one process against N single-stream "
+                             "processes, for each N (e.g. 1,2,4)")
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per mode (3)")
     parser.add_argument("--save-video", action="store_true",
                         help="also measure with --save (encoding the annotated mp4)")
@@ -126,6 +158,94 @@ def measure(args, video_path: Path, scratch: Path, described: dict,
     return results
 
 
+def _runtime_words(args) -> list[str]:
+    words = []
+    for flag, value in (("--model", args.model), ("--device", args.device),
+                        ("--precision", args.precision), ("--threads", args.threads)):
+        if value is not None:
+            words += [flag, str(value)]
+    return [*words, "--backend", args.backend]
+
+
+def _run_processes(args, source_lists: list[list[str]], scratch: Path) -> dict:
+    """One webcam.py per list of sources, all started together; their combined figures."""
+    webcam = Path(__file__).resolve().parent / "webcam.py"
+    running = []
+    launched = time.perf_counter()
+    for number, sources in enumerate(source_lists):
+        summary = scratch / f"summary{number}.json"
+        command = [sys.executable, str(webcam), "--no-display", "--summary-json", str(summary),
+                   *[w for source in sources for w in ("--source", source)],
+                   *_runtime_words(args)]
+        errors = scratch / f"stderr{number}.txt"
+        with open(errors, "wb") as stderr:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        running.append((process, summary, errors))
+    by_pid = {item[0].pid: item for item in running}
+    cpu, rss_kb, spans, per_stream, frames, p50s, p99s = 0.0, 0, [], [], 0, [], []
+    while by_pid:  # in the order they end, each one's end time as it happens
+        pid, status, usage = os.wait4(-1, 0)  # this command starts no other child
+        end = time.perf_counter()
+        if pid not in by_pid:
+            continue
+        process, summary, errors = by_pid.pop(pid)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            error = errors.read_text(errors="replace").strip()
+            raise CommandFailed(f"webcam.py exited {process.returncode}: "
+                                f"{error.splitlines()[-1] if error else 'no message'}")
+        report = json.loads(summary.read_text())
+        rows = report.get("streams", [report])
+        seconds = report["total"]["seconds"] if "streams" in report else report["seconds"]
+        spans.append((end - seconds, end))
+        per_stream += [row["fps"] for row in rows]
+        p50s += [row["latency_ms"]["p50"] for row in rows]
+        p99s += [row["latency_ms"]["p99"] for row in rows]
+        frames += sum(row["frames"] for row in rows)
+        cpu += usage.ru_utime + usage.ru_stime
+        rss_kb += usage.ru_maxrss
+    last = max(e for _, e in spans)
+    span = last - min(s for s, _ in spans)
+    return {"processes": len(source_lists), "frames": frames,
+            "fps_total": round(frames / span, 1),
+            "fps_per_stream": round(statistics.mean(per_stream), 1),
+            "fps_per_stream_min": round(min(per_stream), 1),
+            "latency_p50_ms": round(statistics.median(p50s), 2),
+            "latency_p99_ms": round(max(p99s), 2),
+            "seconds": round(span, 3), "wall_seconds": round(last - launched, 3),
+            "cpu_cores": round(cpu / (last - launched), 2),
+            "memory_mb": round(rss_kb / 1024, 1)}
+
+
+def measure_streams(args, video_path: Path, scratch: Path, described: dict) -> dict:
+    """For each N of ``--streams``: N streams in one process, then N separate processes."""
+    rows = {}
+    for count in args.streams:
+        one = _run_processes(args, [[str(video_path)] * count], scratch)
+        separate = _run_processes(args, [[str(video_path)]] * count, scratch)
+        rows[str(count)] = {
+            "video": described, "streams": count, "one_process": one, "separate": separate,
+            "command": "python infer/webcam.py " + " ".join(
+                [w for _ in range(count) for w in ("--source", str(video_path))]
+                + ["--no-display", *_runtime_words(args)]),
+            "ratio_fps": round(one["fps_total"] / separate["fps_total"], 2),
+            "ratio_memory": round(one["memory_mb"] / separate["memory_mb"], 2)}
+    return rows
+
+
+def print_streams_table(rows: dict) -> None:
+    columns = f"{'fps':>6} {'/stream':>7} {'p50 ms':>6} {'p99 ms':>6} {'CPU':>4} {'MB':>5}"
+    print(f"{'':>7} | {'one process':<40} | {'N processes':<40} |")
+    print(f"{'streams':>7} | {columns} | {columns} | {'fps x':>5} {'mem x':>5}")
+    for row in rows.values():
+        cells = [f"{way['fps_total']:>6} {way['fps_per_stream']:>7} "
+                 f"{way['latency_p50_ms']:>6} {way['latency_p99_ms']:>6} "
+                 f"{way['cpu_cores']:>4} {way['memory_mb']:>5}"
+                 for way in (row["one_process"], row["separate"])]
+        print(f"{row['streams']:>7} | {cells[0]} | {cells[1]} | {row['ratio_fps']:>5} "
+              f"{row['ratio_memory']:>5}")
+
+
 def print_table(results: dict, number: str | None) -> None:
     print(f"{'mode':<11} {'frames':>6} {'digits':>6} {'fps min':>8} {'median':>8} {'max':>8} "
           f"{'infer ms':>8}")
@@ -145,6 +265,9 @@ def print_table(results: dict, number: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.streams and (args.baseline or args.number or args.save_video):
+        raise UserError("--streams measures the generated or --video video alone: not with "
+                        "--baseline, --number or --save-video")
     baseline = compare.read_baseline(args.baseline, compare.VIDEO) if args.baseline else None
     with tempfile.TemporaryDirectory(prefix="edgedigits-video-") as scratch:
         scratch = Path(scratch)
@@ -162,9 +285,18 @@ def main(argv: list[str] | None = None) -> int:
                                          scene_frames=args.scene_frames)
             described = {"generated": "digits apart", "seed": 0,
                          "scene_frames": args.scene_frames}
-        results = measure(args, video_path, scratch, described, truth)
+        if args.streams:
+            results = measure_streams(args, video_path, scratch, described)
+        else:
+            results = measure(args, video_path, scratch, described, truth)
     if args.output:
         write_json(args.output, results)
+    if args.streams:
+        if args.json:
+            print(cli.to_json(results))
+        else:
+            print_streams_table(results)
+        return 0
     comparison = compare.compare_videos(results, baseline) if baseline is not None else None
     if args.json:
         if comparison is not None:

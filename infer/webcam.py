@@ -4,6 +4,8 @@
     python infer/webcam.py --source video.mp4 --no-display --jsonl out.jsonl --save out.mp4
     python infer/webcam.py --roi                             # classify a fixed centre box only
     python infer/webcam.py --compare                         # TensorFlow beside OpenVINO
+    python infer/webcam.py --source 0 --source 1 --source a.mp4   # several streams, one model
+    python infer/webcam.py --sources cameras.txt --no-display --jsonl all.jsonl --save out.mp4
 
 Steps: check flags and outputs -> load the classifier(s) -> open the source -> run the frame
 pipeline (edgedigits.video.pipeline.run_source: capture thread, the model's task finding and
@@ -12,6 +14,14 @@ Keys in the window: q/Esc quit, s save a snapshot, space pause.
 Exit status: 0 when a file finished (also with --realtime) or you quit, 1 when a live
 camera/stream was lost (stopped delivering frames),
 2 when the source cannot be opened or a flag/model/device is wrong (one line on stderr).
+
+Several sources (``--source`` more than once, or ``--sources FILE``) run in this one process
+through one loaded model (edgedigits.video.streams.run_sources): the JSON lines carry "stream"
+(1, 2, ... in the order given) and "source", ``--save OUT.mp4`` writes OUT_1.mp4, OUT_2.mp4, ...,
+the summary has a row per stream and the total, the window shows a mosaic. A stream that
+cannot be opened, ends or is lost is said in one line on stderr and the others go on. Exit
+status: 0 when every stream finished (or stopped: quit, --max-frames), 1 when any stream was
+lost or could not be opened, 2 when none could be opened or a flag/model/device is wrong.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from edgedigits.errors import CommandFailed, UserError
 from edgedigits.files import ensure_writable_dir, write_json
 from edgedigits.tasks import kinds_for
 from edgedigits.video import pipeline as video
+from edgedigits.video import streams
 
 
 def build_parser() -> ArgumentParser:
@@ -32,11 +43,16 @@ def build_parser() -> ArgumentParser:
         prog="webcam.py",
         description="Read handwritten digits live from a camera, a video file or a stream.",
         epilog="Keys: q/Esc quit, s snapshot, space pause. Exit status: 0 file finished or quit, "
-               "1 camera/stream lost, 2 cannot open the source or a bad flag/model/device.",
+               "1 camera/stream lost, 2 cannot open the source or a bad flag/model/device. "
+               "Several sources: 1 when any stream was lost or not opened, 2 when none "
+               "opened.",
     )
-    parser.add_argument("--source", default="0",
+    parser.add_argument("--source", action="append",
                         help="camera index (default 0), video file, or stream URL (rtsp://, "
-                             "http://...)")
+                             "http://...); give it again for more streams in this process")
+    parser.add_argument("--sources", metavar="FILE",
+                        help="a file of sources, one per line (blank lines and # comments "
+                             "skipped), run together with any --source")
     parser.add_argument("--roi", action="store_true",
                         help="simple mode: classify only what is inside a fixed centre box")
     parser.add_argument("--roi-size", type=_fraction, default=0.5, metavar="FRACTION",
@@ -52,7 +68,7 @@ def build_parser() -> ArgumentParser:
                         help="write one JSON line per frame: frame, time_ms, detections")
     parser.add_argument("--output", metavar="DIR", help="where snapshots go (default: .)")
     parser.add_argument("--max-frames", type=positive_int, metavar="N",
-                        help="stop after N frames")
+                        help="stop after N frames (of each stream)")
     parser.add_argument("--max-digits", type=positive_int, default=video.DEFAULT_MAX_DIGITS,
                         help="largest digit candidates kept per frame (%(default)s)")
     parser.add_argument("--realtime", action="store_true",
@@ -73,8 +89,27 @@ def _fraction(text: str) -> float:
     return value
 
 
+def read_sources(args) -> list[str]:
+    """Every --source, then the lines of --sources FILE; camera 0 when neither is given."""
+    sources = list(args.source or [])
+    if args.sources:
+        try:
+            text = Path(args.sources).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"no such --sources file: {args.sources}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read --sources file {args.sources}: {error}") from None
+        listed = [line.strip() for line in text.splitlines()]
+        listed = [line for line in listed if line and not line.startswith("#")]
+        if not listed:
+            raise UserError(f"--sources file {args.sources} lists no source")
+        sources += listed
+    return sources or ["0"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sources = read_sources(args)
 
     # 1. Check flags, display and output folders before anything slow
     if not args.verbose:
@@ -85,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         video.check_display()
     outputs = video.Outputs(jsonl=args.jsonl, save=args.save, display=not args.no_display,
                             summary_json=args.summary_json)
-    outputs.check(args.source)
+    if len(sources) == 1:
+        outputs.check(sources[0])
+    else:
+        streams.check_outputs(outputs, sources)
     outputs.snapshots = ensure_writable_dir(args.output) if args.output else Path(".")
     roi = args.roi_size if args.roi else None
     accept = kinds_for(video.reading_mode(roi))
@@ -99,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             tf_model, "tensorflow", threads=args.threads, verbose=args.verbose,
             accept=(classifiers[0].model_type,)))
 
-    # 3-4. Warm up for every batch a frame can produce, open the source, run the pipeline
+    # 3-4. Warm up for every batch a frame can produce, open the source(s), run the pipeline
     # until the source ends or is lost, the user quits or --max-frames
-    summary = video.run_source(classifiers, args.source, outputs, roi=roi,
+    if len(sources) > 1:
+        return _several(args, classifiers, sources, outputs, roi)
+    summary = video.run_source(classifiers, sources[0], outputs, roi=roi,
                                max_digits=args.max_digits, realtime=args.realtime,
                                max_frames=args.max_frames, verbose=args.verbose)
 
@@ -112,6 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     if summary.status == "lost":
         raise CommandFailed(f"lost {summary.source} after {summary.frames} frames")
     return 0
+
+
+def _several(args, classifiers, sources, outputs, roi) -> int:
+    summary = streams.run_sources(classifiers, sources, outputs, roi=roi,
+                                  max_digits=args.max_digits, realtime=args.realtime,
+                                  max_frames=args.max_frames, verbose=args.verbose)
+    if args.summary_json:
+        write_json(args.summary_json, summary.as_json())
+    print(cli.to_json(summary.as_json()) if args.json else summary.text())
+    # each lost stream was said once, in one line, when it happened: no further message
+    return 1 if summary.lost else 0
 
 
 if __name__ == "__main__":

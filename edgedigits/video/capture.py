@@ -19,6 +19,10 @@ FILE_QUEUE_FRAMES = 8  # decoded frames buffered ahead of a file's processing
 LIVE_QUEUE_FRAMES = 1  # a camera's frames are dropped, not queued, when processing lags
 LIVE_READ_RETRIES = 25  # consecutive failed reads (~0.5 s) before a camera counts as lost
 MAX_CAMERA_INDEX = 9999  # OpenCV adds the backend to the index: larger ones overflow its int
+# With several streams, a stream URL that stops answering must be lost, not hang its reader
+# (FFmpeg's own reads wait forever): OpenCV's FFmpeg timeouts, for URLs only.
+STREAM_OPEN_TIMEOUT_MS = 10_000
+STREAM_READ_TIMEOUT_MS = 5_000
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -33,8 +37,12 @@ def _camera_backends() -> list[tuple[int, str]]:
     return [(cv2.CAP_ANY, "any backend")]
 
 
-def open_source(source: str) -> tuple[cv2.VideoCapture, str, bool]:
-    """(capture, description, is_live) for a camera index, a video file or a stream URL."""
+def open_source(source: str,
+                timeouts: bool = False) -> tuple[cv2.VideoCapture, str, bool]:
+    """(capture, description, is_live) for a camera index, a video file or a stream URL.
+
+    ``timeouts``: a stream URL that does not open in STREAM_OPEN_TIMEOUT_MS, or stops sending
+    for STREAM_READ_TIMEOUT_MS, fails (its reads then fail, and the stream is lost)."""
     tried: list[str] = []
     if source.strip().isdigit():
         index = int(source)
@@ -49,8 +57,11 @@ def open_source(source: str) -> tuple[cv2.VideoCapture, str, bool]:
         raise UserError(f"cannot open camera {index} (tried {', '.join(tried)}); is it plugged in "
                         "and free? Use --source FILE or URL for a video")
     if source.lower().startswith(STREAM_PREFIXES):
+        params = ([cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS] if timeouts else [])
         for api, name in ((cv2.CAP_FFMPEG, "FFmpeg"), (cv2.CAP_ANY, "any backend")):
-            capture = cv2.VideoCapture(source, api)
+            capture = (cv2.VideoCapture(source, api, params) if params
+                       else cv2.VideoCapture(source, api))
             if capture.isOpened():
                 return capture, source, True
             tried.append(name)
@@ -82,8 +93,11 @@ class Capture:
     "lost". The end marker never displaces a frame, so the last frame is always delivered.
     """
 
-    def __init__(self, source: str, realtime: bool = False) -> None:
-        self._capture, self.description, live = open_source(source)
+    def __init__(self, source: str, realtime: bool = False,
+                 notify: threading.Event | None = None, timeouts: bool = False) -> None:
+        self.source = source  # as given
+        self._notify = notify  # set whenever a frame or the end is queued (several streams)
+        self._capture, self.description, live = open_source(source, timeouts)
         self.live = live or realtime  # newest frame only, frames dropped when processing lags
         self._pace = realtime and not live  # replaying a file as if it were a camera
         fps = self._capture.get(cv2.CAP_PROP_FPS)
@@ -98,7 +112,8 @@ class Capture:
         self._queue: queue.Queue = queue.Queue(size)
         self._stop = threading.Event()
         self._started = time.perf_counter()
-        self._thread = threading.Thread(target=self._read_loop, args=(first,), name="capture",
+        self._thread = threading.Thread(target=self._read_loop, args=(first,),
+                                        name=f"capture {source}",
                                         daemon=True)
         self._thread.start()
 
@@ -135,6 +150,7 @@ class Capture:
             while True:
                 try:
                     self._queue.put_nowait(item)
+                    self._wake()
                     return
                 except queue.Full:
                     with suppress(queue.Empty):
@@ -143,9 +159,28 @@ class Capture:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
+                self._wake()
                 return
             except queue.Full:
                 continue
+
+    def _wake(self) -> None:
+        if self._notify is not None:
+            self._notify.set()
+
+    def poll(self) -> tuple[int, float, np.ndarray] | None:
+        """The next (frame number, time in ms, BGR frame) without waiting, or None: no frame
+        yet, or the source has ended (``status`` is then "finished" or "lost")."""
+        if self.status != "running":
+            return None
+        try:
+            index, time_ms, frame = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if frame is None:
+            self.status = "lost" if index == _LOST else "finished"
+            return None
+        return index, time_ms, frame
 
     def frames(self):
         """Yield (frame number, time in ms, BGR frame) until the source ends or is lost."""

@@ -47,6 +47,7 @@ from edgedigits.video.display import (  # noqa: F401 (the module's API)
     prepare_window_system,
     quiet_opencv,
 )
+from edgedigits.video.summary import BackendStats, Summary
 
 DEFAULT_MAX_DIGITS = 16
 
@@ -68,6 +69,7 @@ class FrameJob:
     pending: int = 0
     probabilities: dict = field(default_factory=dict)  # backend -> the model's outputs
     inference_ms: dict = field(default_factory=dict)  # backend -> ms for this frame's batch
+    started: float = field(default_factory=time.perf_counter)  # submitted (for the latency)
 
     @property
     def has_inputs(self) -> bool:
@@ -83,7 +85,7 @@ class Pipeline:
     """
 
     def __init__(self, classifiers: list[runtime.DigitClassifier], roi: float | None,
-                 max_digits: int) -> None:
+                 max_digits: int, notify: threading.Event | None = None) -> None:
         self.classifiers = classifiers
         self.names = [c.backend for c in classifiers]
         self.task = classifiers[0].reading_task
@@ -93,9 +95,17 @@ class Pipeline:
         self._waiting: dict[int, FrameJob] = {}
         self._next = 0
         self._lock = threading.Lock()
+        self._notify = notify  # set when a frame is finished (several streams share a loop)
+        self.submitted = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Frames submitted and not yet delivered by :meth:`ready`."""
+        return self.submitted - self._next
 
     def submit(self, sequence: int, index: int, time_ms: float, frame: np.ndarray) -> None:
         job = FrameJob(sequence, index, time_ms, frame)
+        self.submitted += 1
         if self.roi is not None:
             x, y, w, h = job.roi_box = segment.roi_box(frame.shape, self.roi)
             job.prepared = self.task.prepare(Image(frame[y : y + h, x : x + w]), SINGLE)
@@ -117,6 +127,8 @@ class Pipeline:
             done = job.pending == 0
         if done:
             self._finished.put(job)
+            if self._notify is not None:
+                self._notify.set()
 
     def ready(self, wait: bool = False):
         """Finished frames in processing order; ``wait`` blocks until everything is delivered."""
@@ -195,77 +207,20 @@ def detections(job: FrameJob, names: list[str], task: Task) -> list[dict]:
     return found
 
 
-def jsonl_record(job: FrameJob, found: list[dict]) -> dict:
-    """One line of ``--jsonl``: frame, time_ms, detections, inference_ms per backend."""
-    return {"frame": job.index, "time_ms": round(job.time_ms, 3), "detections": found,
-            "inference_ms": {k: round(v, 4) for k, v in job.inference_ms.items()}}
+def jsonl_record(job: FrameJob, found: list[dict], source: str | None = None,
+                 stream: int | None = None) -> dict:
+    """One line of ``--jsonl``: [stream (several sources), source (as given),] frame, time_ms,
+    detections, inference_ms per backend."""
+    record: dict = {} if stream is None else {"stream": stream}
+    if source is not None:
+        record["source"] = source
+    record.update({"frame": job.index, "time_ms": round(job.time_ms, 3), "detections": found,
+                   "inference_ms": {k: round(v, 4) for k, v in job.inference_ms.items()}})
+    return record
 
 
 # --------------------------------------------------------------------------------------------
 # The run and its summary
-
-
-@dataclass
-class BackendStats:
-    name: str
-    batches: int = 0
-    digits: int = 0
-    total_ms: float = 0.0
-
-    def as_json(self) -> dict:
-        return {"batches": self.batches, "digits": self.digits,
-                "mean_inference_ms": round(self.total_ms / self.batches, 4) if self.batches
-                else None}
-
-
-@dataclass
-class Summary:
-    source: str
-    status: str = "running"  # finished | lost | stopped
-    frames: int = 0
-    frames_with_digits: int = 0
-    digits: int = 0
-    agreements: int = 0
-    seconds: float = 0.0
-    backends: dict = field(default_factory=dict)
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def count(self, job: FrameJob, found: list[dict], names: list[str]) -> None:
-        """Add one delivered frame."""
-        self.frames += 1
-        if found:
-            self.frames_with_digits += 1
-            self.digits += len(found)
-            self.agreements += sum(agrees(item, names) for item in found)
-        for name, ms in job.inference_ms.items():
-            stats = self.backends[name]
-            stats.batches += 1
-            stats.digits += len(found)
-            stats.total_ms += ms
-
-    def as_json(self) -> dict:
-        data = {"source": self.source, "status": self.status, "frames": self.frames,
-                "frames_with_digits": self.frames_with_digits, "digits": self.digits,
-                "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
-                "backends": {name: stats.as_json() for name, stats in self.backends.items()}}
-        if len(self.backends) > 1:
-            data["agreement"] = round(self.agreements / self.digits, 4) if self.digits else None
-        return data
-
-    def text(self) -> str:
-        parts = [f"{self.source}: {self.status} after {self.frames} frames in "
-                 f"{self.seconds:.2f} s = {self.fps:.1f} frames/s, "
-                 f"{self.digits} digits in {self.frames_with_digits} frames"]
-        for name, stats in self.backends.items():
-            mean = stats.as_json()["mean_inference_ms"]
-            parts.append(f"{name}: mean inference {mean:.3f} ms per frame" if mean is not None
-                         else f"{name}: no inference")
-        if len(self.backends) > 1 and self.digits:
-            parts.append(f"agreement {self.agreements / self.digits:.1%}")
-        return " | ".join(parts)
 
 
 @dataclass
@@ -330,6 +285,93 @@ def run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
         cv2.setNumThreads(threads)
 
 
+class StreamRun:
+    """One stream's frames from its Pipeline to its outputs: JSON lines (``jsonl``, an open
+    file, shared by several streams), the annotated video (``save``: staged in ``stack``,
+    published when the stack closes without error, after :meth:`finish` checked it), a window
+    (``show(image, frame index)``) and its :class:`Summary`. ``stream``: its number when
+    several sources run in one process (it then goes in every JSON line)."""
+
+    def __init__(self, stack: ExitStack, capture: Capture,
+                 classifiers: list[runtime.DigitClassifier], roi: float | None,
+                 max_digits: int, jsonl=None, save: str | None = None, show=None,
+                 stream: int | None = None, notify: threading.Event | None = None) -> None:
+        self.capture = capture
+        self.pipeline = Pipeline(classifiers, roi, max_digits, notify)
+        self.names = self.pipeline.names
+        self.summary = Summary(capture.description if stream is None else capture.source,
+                               backends={name: BackendStats(name) for name in self.names},
+                               stream=stream)
+        self.roi, self.jsonl, self.show, self.stream, self.save = roi, jsonl, show, stream, save
+        self.video = None
+        if save:
+            self.staged_video = stack.enter_context(atomic_path(save))
+            self.video = open_video_writer(self.staged_video, save, capture.fps, capture.width,
+                                           capture.height)
+            stack.callback(self.video.release)
+        self.annotate = self.video is not None or show is not None
+        self.fps = 0.0
+        self.last_image: np.ndarray | None = None
+        self._last_delivered: float | None = None
+        self._video_frames = 0
+
+    def submit(self, index: int, time_ms: float, frame: np.ndarray) -> None:
+        self.pipeline.submit(self.pipeline.submitted, index, time_ms, frame)
+
+    def deliver_ready(self, wait: bool = False) -> int:
+        delivered = 0
+        for job in self.pipeline.ready(wait):
+            self.deliver(job)
+            delivered += 1
+        return delivered
+
+    def deliver(self, job: FrameJob) -> None:
+        now = time.perf_counter()
+        if self._last_delivered is not None:  # smoothed rate of delivered frames
+            instant = 1.0 / max(now - self._last_delivered, 1e-6)
+            self.fps = instant if self.fps == 0 else 0.9 * self.fps + 0.1 * instant
+        self._last_delivered = now
+        found = detections(job, self.names, self.pipeline.task) if job.has_inputs else []
+        self.summary.count(job, found, self.names)
+        if self.jsonl is not None:
+            record = jsonl_record(job, found, self.capture.source, self.stream)
+            self.jsonl.write(json.dumps(record) + "\n")
+        if self.annotate:
+            roi = self.roi
+            roi_box = segment.roi_box(job.frame.shape, roi) if roi is not None else None
+            image = draw(job.frame, found, self.names, self.fps, job.inference_ms, roi_box)
+            if self.video is not None:
+                self.video.write(image)
+                self._video_frames += 1
+            if self.show is not None:
+                self.last_image = image
+                self.show(image, job.index)
+
+    def finish(self, seconds: float) -> None:
+        """The stream's status and time; its video finished and checked whole."""
+        self.summary.seconds = seconds
+        status = self.capture.status
+        self.summary.status = status if status != "running" else "stopped"
+        if self.video is not None:
+            self.video.release()  # finish the file now, to check it before it is published
+            check_video_file(self.staged_video, self.save, self._video_frames)
+            self.video = None
+
+
+def open_jsonl(stack: ExitStack, path: str | None):
+    """The ``--jsonl`` file, staged in ``stack`` (published when it closes without error)."""
+    if not path:
+        return None
+    staged = stack.enter_context(atomic_path(path))
+    return stack.enter_context(open(staged, "w", encoding="utf-8"))
+
+
+def close_jsonl(jsonl) -> None:
+    if jsonl is not None:
+        jsonl.flush()
+        os.fsync(jsonl.fileno())
+
+
 def _run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
                   outputs: Outputs, roi: float | None, max_digits: int,
                   max_frames: int | None) -> Summary:
@@ -337,66 +379,22 @@ def _run_pipeline(capture: Capture, classifiers: list[runtime.DigitClassifier],
         stack.callback(capture.close)
         for classifier in classifiers:
             stack.callback(classifier.close)
-        jsonl = video = window = None
-        if outputs.jsonl:
-            staged = stack.enter_context(atomic_path(outputs.jsonl))
-            jsonl = stack.enter_context(open(staged, "w", encoding="utf-8"))
-        video_frames = 0
-        if outputs.save:
-            staged_video = stack.enter_context(atomic_path(outputs.save))
-            video = open_video_writer(staged_video, outputs.save, capture.fps, capture.width,
-                                      capture.height)
-            stack.callback(video.release)
+        jsonl = open_jsonl(stack, outputs.jsonl)
+        window = None
         if outputs.display:
             window = Window(outputs.snapshots)
             stack.callback(window.close)
-
-        pipeline = Pipeline(classifiers, roi, max_digits)
-        names = pipeline.names
-        summary = Summary(capture.description,
-                          backends={name: BackendStats(name) for name in names})
-        annotate = video is not None or window is not None
-        fps = 0.0
-        last_delivered = None
+        run = StreamRun(stack, capture, classifiers, roi, max_digits, jsonl=jsonl,
+                        save=outputs.save, show=window.show if window is not None else None)
         started = time.perf_counter()
-
-        def deliver(job: FrameJob) -> None:
-            nonlocal fps, last_delivered, video_frames
-            now = time.perf_counter()
-            if last_delivered is not None:  # smoothed rate of delivered frames
-                instant = 1.0 / max(now - last_delivered, 1e-6)
-                fps = instant if fps == 0 else 0.9 * fps + 0.1 * instant
-            last_delivered = now
-            found = detections(job, names, pipeline.task) if job.has_inputs else []
-            summary.count(job, found, names)
-            if jsonl is not None:
-                jsonl.write(json.dumps(jsonl_record(job, found)) + "\n")
-            if annotate:
-                roi_box = segment.roi_box(job.frame.shape, roi) if roi is not None else None
-                image = draw(job.frame, found, names, fps, job.inference_ms, roi_box)
-                if video is not None:
-                    video.write(image)
-                    video_frames += 1
-                if window is not None:
-                    window.show(image, job.index)
-
-        def quit_requested() -> bool:
-            return window is not None and window.quit_requested
-
-        for sequence, (index, time_ms, frame) in enumerate(capture.frames()):
-            pipeline.submit(sequence, index, time_ms, frame)
-            for job in pipeline.ready():
-                deliver(job)
-            if quit_requested() or (max_frames and sequence + 1 >= max_frames):
+        for index, time_ms, frame in capture.frames():
+            run.submit(index, time_ms, frame)
+            run.deliver_ready()
+            if (window is not None and window.quit_requested) or (
+                    max_frames and run.pipeline.submitted >= max_frames):
                 break
-        for job in pipeline.ready(wait=True):
-            deliver(job)
-        summary.seconds = time.perf_counter() - started
-        summary.status = capture.status if capture.status != "running" else "stopped"
-        if jsonl is not None:
-            jsonl.flush()
-            os.fsync(jsonl.fileno())
-        if video is not None:
-            video.release()  # finish the file now, to check it before it is published
-            check_video_file(staged_video, outputs.save, video_frames)
-    return summary
+        run.deliver_ready(wait=True)
+        seconds = time.perf_counter() - started
+        close_jsonl(jsonl)
+        run.finish(seconds)
+    return run.summary
