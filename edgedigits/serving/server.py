@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 from edgedigits.errors import UserError
+from edgedigits.serving.guard import BrowserGuard, send_error
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
@@ -45,6 +45,7 @@ class ServerOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     grpc_threads: int = 4
     verbose: bool = False
+    allow_model_control: bool = False  # KServe's repository load/unload routes
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -67,6 +68,13 @@ def quiet_logs(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level)
     if not verbose:
         logging.getLogger("uvicorn.access").disabled = True
+    # Our one-line refusals: KServe's handlers and format (its logging set-up disabled loggers
+    # created before it), warnings always, the rest with --verbose.
+    ours = logging.getLogger("edgedigits.serving")
+    ours.disabled = False
+    ours.setLevel(level)
+    ours.handlers = list(logging.getLogger("kserve").handlers)
+    ours.propagate = not ours.handlers
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,12 +128,7 @@ class _TooLarge(Exception):
     pass
 
 
-async def _send_error(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+_send_error = send_error
 
 
 def _install_handlers(app) -> None:
@@ -197,7 +200,10 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     from kserve.protocol.rest.server import RESTServer
     from starlette.routing import Route
 
+    from edgedigits.serving import metrics
     from edgedigits.serving.rest import make_infer_endpoint
+
+    recorder = metrics.Recorder({model.name for model in models})
 
     check_ports_free(options.host, [options.http_port, options.grpc_port])
 
@@ -230,6 +236,9 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
             _install_handlers(app)
             app.add_middleware(RequestGuard, limit=options.max_body_bytes)
+            app.add_middleware(BrowserGuard, bind_host=options.host,
+                               allow_model_control=options.allow_model_control)
+            app.add_middleware(metrics.RestMetrics, recorder=recorder)  # outermost: sees all
             mount_page(app, page_config)
 
     class DigitServer(kserve.ModelServer):
@@ -255,7 +264,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
             self._grpc = aio.server(
                 futures.ThreadPoolExecutor(max_workers=options.grpc_threads),
-                interceptors=(OneLineErrors(),),
+                interceptors=(metrics.grpc_interceptor(recorder, options.allow_model_control),
+                              OneLineErrors()),
                 options=[("grpc.max_send_message_length", options.max_body_bytes),
                          ("grpc.max_receive_message_length", options.max_body_bytes),
                          ("grpc.so_reuseport", 0)])
