@@ -9,6 +9,8 @@ Every server here is a real ``infer/serve.py`` on free loopback ports (tests/tes
 from __future__ import annotations
 
 import json
+import re
+import signal
 import struct
 import threading
 import time
@@ -22,6 +24,7 @@ from test_serving import MAX_BATCH, Server, _bytes_request, _png, _valid_json_re
 from conftest import run_command
 from edgedigits import contract
 from edgedigits import model_repository as repository
+from edgedigits.data.render import paper_scene
 from edgedigits.errors import UserError
 from edgedigits.runtime.tensorflow_backend import check_keras_archive
 
@@ -351,3 +354,80 @@ def test_publishers_at_once_get_distinct_versions(tmp_path):
         assert (folder / "model.bin").read_bytes()[:1] == bytes([index])
     assert sorted(p.name for p in (serving / "digits").iterdir()) == \
         [str(v) for v in range(1, publishers + 1)]  # no staging folder left behind
+
+
+# --------------------------------------------------------------------------------------------
+# SIGHUP like SIGTERM; an honest grace period
+
+
+def test_sighup_stops_the_server_like_sigterm(fp32_ir, mnist):
+    idle = Server("--model", str(fp32_ir))
+    _still_serving(idle, mnist)
+    assert idle.stop(signal.SIGHUP) == 0
+    time.sleep(0.2)
+    assert "Traceback" not in "".join(idle.stderr), idle.stderr
+    assert "stopped: in-flight requests finished" in "".join(idle.stderr)
+
+    busy = Server("--model", str(fp32_ir), "--max-images", "64")
+    request, headers = _bytes_request([_png(mnist.x_test[i]) for i in range(64)])
+    answers = []
+    worker = threading.Thread(target=lambda: answers.extend(
+        busy.request("POST", "/v2/models/digit-reader/infer", request, headers)
+        for _ in range(20)))
+    worker.start()
+    _wait_until_reading(busy)  # requests are flowing: hang up
+    assert busy.stop(signal.SIGHUP) == 0
+    worker.join(timeout=60)
+    assert answers and answers[0][0] == 200
+    assert "Traceback" not in "".join(busy.stderr) and "FATAL" not in "".join(busy.stderr)
+
+
+def test_requests_cut_by_the_grace_period_are_reported(fp32_ir, digits_scene):
+    """Three heavy requests (48 photos of 24 MP each) and a 1 s grace period: the stop line says
+    how many were cut, and that is how many clients did not get their answer (before: "in-flight
+    requests finished" whatever happened)."""
+    running = Server("--model", str(fp32_ir), "--max-images", "64", "--grace-period", "1")
+    request, headers = _bytes_request([digits_scene] * 48)  # seconds of work, under 32 MiB
+    answers = []
+
+    def ask():
+        try:
+            answers.append(running.request("POST", "/v2/models/digit-reader/infer", request,
+                                           headers)[0])
+        except OSError as error:  # the connection closed without an answer
+            answers.append(type(error).__name__)
+
+    workers = [threading.Thread(target=ask) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    _wait_until_reading(running, requests=3)  # all are in: now ask the server to stop
+    assert running.stop(signal.SIGTERM) == 0
+    for worker in workers:
+        worker.join(timeout=60)
+    time.sleep(0.2)
+    log = "".join(running.stderr)
+    cut = re.search(r"stopped: (\d+) request\(s\) in flight were cut after the 1 s grace "
+                    r"period", log)
+    assert cut, (log, answers)
+    assert int(cut.group(1)) == sum(answer != 200 for answer in answers) >= 1, (log, answers)
+    assert "in-flight requests finished" not in log
+
+
+def _wait_until_reading(server, requests: int = 1, timeout: float = 30) -> None:
+    """Until the server has started reading ``requests`` digit-reader requests (it counts
+    their images)."""
+    deadline = time.monotonic() + timeout
+    key = ("edgedigits_request_images_count", (("model", "digit-reader"),))
+    while _scrape(server).get(key, 0) < requests:
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def digits_scene(mnist) -> bytes:
+    """A 24 MP JPEG (~0.5 MB) of three digits on paper: ~0.2 s to decode alone here."""
+    import cv2
+
+    scene = paper_scene([mnist.x_test[i] for i in range(3)], [(75, 300), (550, 250), (1025, 325)],
+                        size=(1000, 1500), digit_px=225, seed=3, grain=0)
+    return cv2.imencode(".jpg", cv2.resize(scene, (6000, 4000)))[1].tobytes()

@@ -18,6 +18,7 @@ the server does not serve (so a client cannot grow the label set without bound).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -54,6 +55,8 @@ class Recorder:
 
     def __init__(self, models: set[str]) -> None:
         self.models = set(models)
+        self.stopping = False  # set when the server stops gRPC (REST has stopped by then)
+        self.cut = 0  # requests cancelled by a stop whose grace period ran out
 
     def label(self, model: str) -> str:
         return model if model in self.models else OTHER
@@ -95,6 +98,9 @@ class RestMetrics:
 
         try:
             await self.app(scope, receive, watching)
+        except asyncio.CancelledError:  # uvicorn cancels requests only when its grace runs out
+            self.recorder.cut += 1
+            raise
         finally:
             self.recorder.record(match.group(1), REST, str(status),
                                  time.perf_counter() - started, 200 <= status < 300)
@@ -129,6 +135,10 @@ def grpc_interceptor(recorder: Recorder, allow_model_control: bool):
                         answer = await inner(request, context)
                         failed = False
                         return answer
+                    except asyncio.CancelledError:  # a client's cancel, or a stop's grace over
+                        if recorder.stopping:
+                            recorder.cut += 1
+                        raise
                     finally:
                         code = context.code() if hasattr(context, "code") else None
                         status = (code.name if isinstance(code, grpc.StatusCode)

@@ -8,8 +8,9 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
   with 413, a body that is not the JSON OIP v2 request (or an unknown field layout) is a 400,
   a client that goes away mid-body is logged as such;
 - the page (``edgedigits.web``) is mounted on the same FastAPI app;
-- SIGINT/SIGTERM stop accepting, let in-flight requests finish (uvicorn's and gRPC's graceful
-  shutdown), and ``serve`` returns normally (exit status 0);
+- SIGINT/SIGTERM/SIGHUP stop accepting, let in-flight requests finish (uvicorn's and gRPC's
+  graceful shutdown, up to ``grace_seconds``), and ``serve`` returns normally (exit status 0),
+  saying how many requests were cut if the grace period ran out;
 - a ready line with the URLs, printed once both listeners accept connections.
 """
 
@@ -46,6 +47,7 @@ class ServerOptions:
     grpc_threads: int = 4
     verbose: bool = False
     allow_model_control: bool = False  # KServe's repository load/unload routes
+    grace_seconds: int = GRACE_SECONDS  # for requests in flight when asked to stop
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -246,7 +248,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = PageRESTServer(
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
-                self.http_port, grace_period=GRACE_SECONDS, event_loop="asyncio")
+                self.http_port, grace_period=options.grace_seconds, event_loop="asyncio")
             self._rest_server.config.host = options.host
             self._rest_server.config.access_log = options.verbose
             if os.environ.get("EDGEDIGITS_EVENT_LOOP", "uvloop") == "uvloop":
@@ -280,8 +282,14 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             def on_signal(signum, frame):  # uvicorn re-raises the signals it caught, after it
                 loop.call_soon_threadsafe(stopping.set)  # has drained REST: then stop gRPC
 
+            def on_hangup(signum, frame):  # a closed terminal: stop as for SIGTERM (uvicorn
+                self._rest_server._server.should_exit = True  # does not handle SIGHUP)
+                loop.call_soon_threadsafe(stopping.set)
+
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, on_signal)
+            if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: left ignored
+                signal.signal(signal.SIGHUP, on_hangup)
             rest = asyncio.create_task(self._rest_server.start())
             watcher = asyncio.create_task(self._announce())
             await rest
@@ -289,7 +297,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             if not stopping.is_set():  # REST ended without a signal (e.g. it could not start)
                 await self._grpc.stop(0)
                 raise UserError("the REST server stopped unexpectedly")
-            await self._grpc.stop(GRACE_SECONDS)
+            recorder.stopping = True
+            await self._grpc.stop(options.grace_seconds)
             for model in self.registered_models.get_models().values():
                 with contextlib.suppress(Exception):
                     model.stop()
@@ -305,8 +314,13 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     page_config = page_config_of(models)
     kserve_server = DigitServer(http_port=options.http_port, grpc_port=options.grpc_port,
                                 enable_latency_logging=options.verbose,
-                                enable_docs_url=False, grace_period=GRACE_SECONDS)
+                                enable_docs_url=False, grace_period=options.grace_seconds)
     quiet_logs(options.verbose)
     kserve_server.start(models)
-    print("stopped: in-flight requests finished", file=sys.stderr, flush=True)
+    if recorder.cut:
+        print(f"stopped: {recorder.cut} request(s) in flight were cut after the "
+              f"{options.grace_seconds} s grace period (--grace-period)", file=sys.stderr,
+              flush=True)
+    else:
+        print("stopped: in-flight requests finished", file=sys.stderr, flush=True)
     return 0
