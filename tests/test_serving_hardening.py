@@ -371,9 +371,16 @@ def test_sighup_stops_the_server_like_sigterm(fp32_ir, mnist):
     busy = Server("--model", str(fp32_ir), "--max-images", "64")
     request, headers = _bytes_request([_png(mnist.x_test[i]) for i in range(64)])
     answers = []
-    worker = threading.Thread(target=lambda: answers.extend(
-        busy.request("POST", "/v2/models/digit-reader/infer", request, headers)
-        for _ in range(20)))
+
+    def keep_asking():
+        for _ in range(20):
+            try:
+                answers.append(busy.request("POST", "/v2/models/digit-reader/infer", request,
+                                            headers))
+            except OSError:  # the server has stopped listening
+                return
+
+    worker = threading.Thread(target=keep_asking)
     worker.start()
     _wait_until_reading(busy)  # requests are flowing: hang up
     assert busy.stop(signal.SIGHUP) == 0
