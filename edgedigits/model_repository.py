@@ -8,14 +8,20 @@ Layout and names are OVMS's own (``<base_path>/<integer version>/<model>.xml``),
 ``ovms --config_path models/serving/config.json --rest_port 8000`` serves it unchanged, and a
 KServe ``InferenceService`` with the OpenVINO runtime can take ``models/serving/digits`` as its
 storage URI. Each version folder appears with one rename and config.json is replaced atomically,
-so a server watching the folder never loads a half-copied model.
+so a server watching the folder never loads a half-copied model; version numbers are allocated
+under a lock on the model's folder, so two publishers never get the same one.
 
 This module imports no OpenVINO, KServe or TensorFlow: convert calls it after writing the IR.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgedigits import contract
@@ -25,6 +31,7 @@ from edgedigits.files import atomic_path, write_json
 SERVING_DIR = "serving"  # beside the IR folder: models/ir -> models/serving
 MODEL_NAME = "digits"  # the OIP v2 model name, here and in infer/serve.py
 CONFIG_FILE = "config.json"
+LOCK_TIMEOUT_SECONDS = 120  # waiting for another publisher of the same model
 
 
 def serving_dir_for(ir_dir: str | Path) -> Path:
@@ -64,19 +71,44 @@ def publish_version(xml_path: str | Path, repository: str | Path,
         raise UserError(f"cannot publish {xml_path}: an IR needs the .xml and the .bin")
     repository = Path(repository)
     model_dir = repository / model_name
-    existing = [int(entry.name) for entry in model_dir.iterdir()
-                if entry.name.isdigit()] if model_dir.is_dir() else []
-    target = model_dir / str(max(existing, default=0) + 1)
     try:
-        with atomic_path(target) as staged:
-            staged.mkdir()
-            shutil.copyfile(xml_path, staged / contract.IR_FILE)
-            shutil.copyfile(weights, staged / contract.IR_FILE.replace(".xml", ".bin"))
-        write_json(repository / CONFIG_FILE, ovms_config(model_name))
+        model_dir.mkdir(parents=True, exist_ok=True)
+        # One publisher at a time picks the next number and renames its folder in: two
+        # conversions publishing at once get two versions (without the lock both took the
+        # same number and the second replaced the first).
+        with _version_lock(model_dir):
+            existing = [int(entry.name) for entry in model_dir.iterdir() if entry.name.isdigit()]
+            target = model_dir / str(max(existing, default=0) + 1)
+            with atomic_path(target) as staged:
+                staged.mkdir()
+                shutil.copyfile(xml_path, staged / contract.IR_FILE)
+                shutil.copyfile(weights, staged / contract.IR_FILE.replace(".xml", ".bin"))
+            write_json(repository / CONFIG_FILE, ovms_config(model_name))
     except OSError as error:
         raise UserError(f"cannot write the serving repository {repository}: "
                         f"{error.strerror or error}") from None
     return target
+
+
+@contextlib.contextmanager
+def _version_lock(model_dir: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """``flock`` on the model's folder itself (no lock file left behind), waiting up to
+    ``timeout`` seconds for another publisher; per open file, so threads exclude each other too."""
+    descriptor = os.open(model_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"another conversion has been publishing to {model_dir} for "
+                                    f"over {timeout:.0f} s; try again when it is done") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def publish_best(ir_dir: str | Path, written_variants: list[str]) -> list[str]:

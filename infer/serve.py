@@ -12,8 +12,8 @@ Models (OIP v2, as OVMS and Triton name things):
   digits-tf     like digits, native TensorFlow (only with --compare)
 
 Steps: load the classifier(s) -> build the KServe models (edgedigits.serving.models) -> run the
-REST + gRPC server (edgedigits.serving.server) until Ctrl-C / SIGTERM, which lets in-flight
-requests finish and exits 0.
+REST + gRPC server (edgedigits.serving.server) until Ctrl-C / SIGTERM / SIGHUP, which lets
+in-flight requests finish (up to --grace-period seconds; it says if any were cut) and exits 0.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--tf-model", metavar="PATH",
                         help="the Keras model for --compare (default: model.keras in the models "
                              "folder)")
+    parser.add_argument("--allow-model-control", action="store_true",
+                        help="enable KServe's /v2/repository/models/<model>/load|unload routes "
+                             "(REST and gRPC; off by default: anyone who can reach the port "
+                             "could unload every model)")
+    parser.add_argument("--grace-period", type=positive_int, default=server.GRACE_SECONDS,
+                        metavar="SECONDS",
+                        help="on Ctrl-C, SIGTERM or SIGHUP, how long requests in flight may "
+                             f"take to finish (default: {server.GRACE_SECONDS})")
     limits = parser.add_argument_group("limits (each refused with a 4xx and a one-line reason)")
     limits.add_argument("--max-batch", type=positive_int, default=256,
                         help="images per request to digits (default: 256)")
@@ -92,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         args.server = f"http://{args.predictor_host}"
     options = server.ServerOptions(host=args.host, http_port=args.http_port,
                                    grpc_port=args.grpc_port,
-                                   max_body_bytes=args.max_body_mb << 20, verbose=args.verbose)
+                                   max_body_bytes=args.max_body_mb << 20, verbose=args.verbose,
+                                   allow_model_control=args.allow_model_control,
+                                   grace_seconds=args.grace_period)
     if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
         raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
                         "and kserve cannot share one process)")

@@ -25,7 +25,7 @@ import pytest
 from test_classify import reliable_digits
 from test_webcam import write_video
 
-from conftest import ROOT, run_command
+from conftest import ROOT, run_command, with_default_signals
 from edgedigits import contract, runtime
 from edgedigits import model_repository as repository
 from edgedigits.data.render import paper_scene
@@ -53,7 +53,8 @@ class Server:
             [sys.executable, str(ROOT / SCRIPT), "--http-port", str(self.http_port),
              "--grpc-port", str(self.grpc_port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **(env or {})})
+            env={**os.environ, **(env or {})},
+            preexec_fn=with_default_signals)  # a terminal's SIGHUP/SIGINT, even under nohup
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         threading.Thread(target=self._drain, args=(self.process.stderr, self.stderr),
@@ -400,14 +401,14 @@ def _raw_exchange(port: int, head: bytes, timeout: float = 10) -> bytes:
 def test_body_over_the_size_limit_is_413_before_it_is_read(server, mnist):
     declared = (MAX_BODY_MB << 20) + 1
     answer = _raw_exchange(server.http_port, b"POST /v2/models/digits/infer HTTP/1.1\r\n"
-                           b"Host: x\r\n" + f"Content-Length: {declared}\r\n\r\n".encode()
+                           b"Host: 127.0.0.1\r\n" + f"Content-Length: {declared}\r\n\r\n".encode()
                            + b"{" * 1000)
     status_line, _, rest = answer.partition(b"\r\n")
     assert b" 413 " in status_line, answer[:200]
     assert b"over this server's limit" in rest
     # chunked, no Content-Length: counted as it arrives
     chunk = b"x" * (1 << 20)
-    head = (b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\n"
+    head = (b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
     body = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
                     for _ in range(MAX_BODY_MB + 1)) + b"0\r\n\r\n"
@@ -420,7 +421,7 @@ def test_body_over_the_size_limit_is_413_before_it_is_read(server, mnist):
 def test_client_vanishing_mid_request_leaves_the_server_serving(server, mnist):
     for declared in (100_000, 4096):
         with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as raw:
-            raw.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\n"
+            raw.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         b"Content-Type: application/json\r\n"
                         + f"Content-Length: {declared}\r\n\r\n".encode() + b'{"inputs": [')
         time.sleep(0.2)

@@ -31,12 +31,35 @@ from edgedigits.tensorflow_import import import_tensorflow
 _PRECISION_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
 
+# What a .keras archive of a model this project reads may hold once inflated: its JSON
+# (config.json, metadata.json) is kilobytes, its weights megabytes. Checked from the archive's
+# directory before a byte is inflated: a small file must not inflate to gigabytes (zip bomb).
+# zipfile never inflates a member past the size its directory declares, so the check holds.
+MAX_KERAS_JSON_BYTES = 16 << 20
+MAX_KERAS_BYTES = 1 << 30
+
+
+def _check_member_sizes(path: Path, archive: zipfile.ZipFile) -> None:
+    total = 0
+    for member in archive.infolist():
+        total += member.file_size
+        if member.filename.endswith(".json") and member.file_size > MAX_KERAS_JSON_BYTES:
+            raise UserError(f"{path}: not a loadable Keras model: {member.filename} inflates to "
+                            f"{member.file_size:,} bytes (over {MAX_KERAS_JSON_BYTES >> 20} MiB; "
+                            "a zip bomb?)")
+        if total > MAX_KERAS_BYTES:
+            raise UserError(f"{path}: not a loadable Keras model: its members inflate to over "
+                            f"{MAX_KERAS_BYTES >> 30} GiB (a zip bomb?)")
+
+
 def check_keras_archive(path: Path) -> None:
-    """A .keras file is a zip archive: catch a truncated or damaged one before importing TF."""
+    """A .keras file is a zip archive: catch a truncated, damaged or inflating one (members'
+    uncompressed sizes, before any is read) before importing TF."""
     if path.suffix.lower() != ".keras":
         return
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_member_sizes(path, archive)
             damaged = archive.testzip()
             names = set(archive.namelist())
     except (zipfile.BadZipFile, OSError, EOFError) as error:

@@ -33,6 +33,7 @@ from kserve.errors import InvalidInput
 
 from edgedigits import runtime
 from edgedigits.reading import classify
+from edgedigits.serving import metrics
 from edgedigits.tasks import MULTI, SINGLE, Task
 
 READER_NAME = "digit-reader"
@@ -125,6 +126,14 @@ class DigitsModel(Model):
         self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
         self._flush_scheduled = False
         self._batches: set[asyncio.Future] = set()  # keeps running batches referenced
+        self._queue = metrics.QUEUE.labels(name)
+        self._batch_sizes = metrics.BATCH_SIZE.labels(name)
+        self._request_images = metrics.REQUEST_IMAGES.labels(name)
+        path = getattr(classifier, "model_path", "")
+        folder = getattr(path, "parent", None)
+        # An OVMS repository version folder (models/serving/digits/<N>/model.xml): N.
+        version = folder.name if folder is not None and folder.name.isdigit() else "none"
+        metrics.model_loaded(name, version, str(getattr(classifier, "backend", "")), str(path))
         self.ready = True
 
     def load(self) -> bool:
@@ -153,7 +162,9 @@ class DigitsModel(Model):
 
     async def predict(self, payload: InferRequest, headers: dict | None = None,
                       response_headers: dict | None = None) -> InferResponse:
-        probabilities, _ = await self.infer(self.images_from(payload))
+        images = self.images_from(payload)
+        self._request_images.observe(len(images))
+        probabilities, _ = await self.infer(images)
         return _response(payload, self.name, OUTPUT_NAME, "FP32", probabilities)
 
     async def infer(self, images: np.ndarray) -> tuple[np.ndarray, float]:
@@ -193,14 +204,18 @@ class DigitsModel(Model):
 
     async def _run_group(self, group: list) -> None:
         images = group[0][0] if len(group) == 1 else np.concatenate([g[0] for g in group])
+        self._queue.inc(len(images))
         try:
             async with self._slots:
+                self._batch_sizes.observe(len(images))
                 probabilities, milliseconds = await self._submit(images)
         except Exception as error:  # every caller of this batch gets the error
             for _, answer in group:
                 if not answer.done():
                     answer.set_exception(error)
             return
+        finally:
+            self._queue.dec(len(images))
         start = 0
         for batch, answer in group:
             if not answer.done():  # the caller may have gone away
@@ -318,6 +333,7 @@ class DigitReaderModel(Model):
         if tensor.shape[0] > self.max_images:
             raise InvalidInput(f"{tensor.shape[0]} images is over this server's limit of "
                                f"{self.max_images} per request (--max-images)")
+        metrics.REQUEST_IMAGES.labels(self.name).observe(tensor.shape[0])
         compare = bool_parameter(payload, "compare")
         if compare and self.tensorflow is None:
             raise InvalidInput("compare: TensorFlow is not loaded (start the server with "

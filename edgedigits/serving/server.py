@@ -8,8 +8,9 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
   with 413, a body that is not the JSON OIP v2 request (or an unknown field layout) is a 400,
   a client that goes away mid-body is logged as such;
 - the page (``edgedigits.web``) is mounted on the same FastAPI app;
-- SIGINT/SIGTERM stop accepting, let in-flight requests finish (uvicorn's and gRPC's graceful
-  shutdown), and ``serve`` returns normally (exit status 0);
+- SIGINT/SIGTERM/SIGHUP stop accepting, let in-flight requests finish (uvicorn's and gRPC's
+  graceful shutdown, up to ``grace_seconds``), and ``serve`` returns normally (exit status 0),
+  saying how many requests were cut if the grace period ran out;
 - a ready line with the URLs, printed once both listeners accept connections.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -29,6 +29,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 from edgedigits.errors import UserError
+from edgedigits.serving.guard import BrowserGuard, send_error
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
@@ -45,6 +46,8 @@ class ServerOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     grpc_threads: int = 4
     verbose: bool = False
+    allow_model_control: bool = False  # KServe's repository load/unload routes
+    grace_seconds: int = GRACE_SECONDS  # for requests in flight when asked to stop
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -67,6 +70,13 @@ def quiet_logs(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level)
     if not verbose:
         logging.getLogger("uvicorn.access").disabled = True
+    # Our one-line refusals: KServe's handlers and format (its logging set-up disabled loggers
+    # created before it), warnings always, the rest with --verbose.
+    ours = logging.getLogger("edgedigits.serving")
+    ours.disabled = False
+    ours.setLevel(level)
+    ours.handlers = list(logging.getLogger("kserve").handlers)
+    ours.propagate = not ours.handlers
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,12 +130,7 @@ class _TooLarge(Exception):
     pass
 
 
-async def _send_error(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+_send_error = send_error
 
 
 def _install_handlers(app) -> None:
@@ -197,7 +202,10 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     from kserve.protocol.rest.server import RESTServer
     from starlette.routing import Route
 
+    from edgedigits.serving import metrics
     from edgedigits.serving.rest import make_infer_endpoint
+
+    recorder = metrics.Recorder({model.name for model in models})
 
     check_ports_free(options.host, [options.http_port, options.grpc_port])
 
@@ -230,6 +238,9 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
             _install_handlers(app)
             app.add_middleware(RequestGuard, limit=options.max_body_bytes)
+            app.add_middleware(BrowserGuard, bind_host=options.host,
+                               allow_model_control=options.allow_model_control)
+            app.add_middleware(metrics.RestMetrics, recorder=recorder)  # outermost: sees all
             mount_page(app, page_config)
 
     class DigitServer(kserve.ModelServer):
@@ -237,7 +248,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = PageRESTServer(
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
-                self.http_port, grace_period=GRACE_SECONDS, event_loop="asyncio")
+                self.http_port, grace_period=options.grace_seconds, event_loop="asyncio")
             self._rest_server.config.host = options.host
             self._rest_server.config.access_log = options.verbose
             if os.environ.get("EDGEDIGITS_EVENT_LOOP", "uvloop") == "uvloop":
@@ -255,7 +266,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
             self._grpc = aio.server(
                 futures.ThreadPoolExecutor(max_workers=options.grpc_threads),
-                interceptors=(OneLineErrors(),),
+                interceptors=(metrics.grpc_interceptor(recorder, options.allow_model_control),
+                              OneLineErrors()),
                 options=[("grpc.max_send_message_length", options.max_body_bytes),
                          ("grpc.max_receive_message_length", options.max_body_bytes),
                          ("grpc.so_reuseport", 0)])
@@ -270,8 +282,14 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             def on_signal(signum, frame):  # uvicorn re-raises the signals it caught, after it
                 loop.call_soon_threadsafe(stopping.set)  # has drained REST: then stop gRPC
 
+            def on_hangup(signum, frame):  # a closed terminal: stop as for SIGTERM (uvicorn
+                self._rest_server._server.should_exit = True  # does not handle SIGHUP)
+                loop.call_soon_threadsafe(stopping.set)
+
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, on_signal)
+            if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: left ignored
+                signal.signal(signal.SIGHUP, on_hangup)
             rest = asyncio.create_task(self._rest_server.start())
             watcher = asyncio.create_task(self._announce())
             await rest
@@ -279,7 +297,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             if not stopping.is_set():  # REST ended without a signal (e.g. it could not start)
                 await self._grpc.stop(0)
                 raise UserError("the REST server stopped unexpectedly")
-            await self._grpc.stop(GRACE_SECONDS)
+            recorder.stopping = True
+            await self._grpc.stop(options.grace_seconds)
             for model in self.registered_models.get_models().values():
                 with contextlib.suppress(Exception):
                     model.stop()
@@ -295,8 +314,13 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     page_config = page_config_of(models)
     kserve_server = DigitServer(http_port=options.http_port, grpc_port=options.grpc_port,
                                 enable_latency_logging=options.verbose,
-                                enable_docs_url=False, grace_period=GRACE_SECONDS)
+                                enable_docs_url=False, grace_period=options.grace_seconds)
     quiet_logs(options.verbose)
     kserve_server.start(models)
-    print("stopped: in-flight requests finished", file=sys.stderr, flush=True)
+    if recorder.cut:
+        print(f"stopped: {recorder.cut} request(s) in flight were cut after the "
+              f"{options.grace_seconds} s grace period (--grace-period)", file=sys.stderr,
+              flush=True)
+    else:
+        print("stopped: in-flight requests finished", file=sys.stderr, flush=True)
     return 0
