@@ -17,14 +17,12 @@ This module imports no OpenVINO, KServe or TensorFlow: convert calls it after wr
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgedigits import contract
+from edgedigits import contract, system
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, write_json
 
@@ -92,23 +90,19 @@ def publish_version(xml_path: str | Path, repository: str | Path,
 
 @contextlib.contextmanager
 def _version_lock(model_dir: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
-    """``flock`` on the model's folder itself (no lock file left behind), waiting up to
-    ``timeout`` seconds for another publisher; per open file, so threads exclude each other too."""
-    descriptor = os.open(model_dir, os.O_RDONLY | os.O_DIRECTORY)
+    """The model folder's exclusive lock (:func:`system.try_lock_folder`: ``flock`` on POSIX,
+    ``msvcrt.locking`` on Windows), waiting up to ``timeout`` seconds for another publisher;
+    taken per open file, so threads exclude each other too."""
+    deadline = time.monotonic() + timeout
+    while (held := system.try_lock_folder(model_dir)) is None:
+        if time.monotonic() > deadline:
+            raise UserError(f"another conversion has been publishing to {model_dir} for "
+                            f"over {timeout:.0f} s; try again when it is done")
+        time.sleep(0.05)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise UserError(f"another conversion has been publishing to {model_dir} for "
-                                    f"over {timeout:.0f} s; try again when it is done") from None
-                time.sleep(0.05)
         yield
     finally:
-        os.close(descriptor)  # releases the lock
+        held.release()
 
 
 def publish_best(ir_dir: str | Path, written_variants: list[str]) -> list[str]:

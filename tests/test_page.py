@@ -157,7 +157,8 @@ def open_tab(browser, server: Server):
     tab.on("requestfailed", ended)
     tab.on("pageerror", lambda error: tab.problems.append(str(error)))
     tab.goto(address(server) + "/")
-    tab.wait_for_function("document.getElementById('server-status').dataset.ready === 'true'")
+    tab.wait_for_function(
+        "() => document.getElementById('server-status').dataset.ready === 'true'")
     return tab
 
 
@@ -461,7 +462,7 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, digits):
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         tab = context.new_page()
         tab.goto(address(comparing) + "/")
-        tab.wait_for_function("!document.getElementById('compare').disabled")
+        tab.wait_for_function("() => !document.getElementById('compare').disabled")
         tab.check("[data-testid=compare]")
         draw(tab, skeleton_strokes(digits[3][0]))
         shown = settled_answer(tab)
@@ -487,7 +488,7 @@ def test_compare_openvino_with_tensorflow(browser, ir_models_dir, digits):
 
 def seen_images(tab) -> list[dict]:
     """The images under "what the model saw", once decoded: source and natural size."""
-    tab.wait_for_function("[...document.querySelectorAll('#seen img')]"
+    tab.wait_for_function("() => [...document.querySelectorAll('#seen img')]"
                           ".every((image) => image.complete && image.naturalWidth > 0)")
     return tab.evaluate("[...document.querySelectorAll('#seen img')].map((image) =>"
                         " ({src: image.src, size: [image.naturalWidth, image.naturalHeight]}))")

@@ -38,7 +38,8 @@ def test_the_page_works_under_its_content_security_policy(browser, server, digit
         messages = []
         tab.on("console", lambda message: messages.append(message.text))
         tab.reload()
-        tab.wait_for_function("document.getElementById('server-status').dataset.ready === 'true'")
+        tab.wait_for_function(
+        "() => document.getElementById('server-status').dataset.ready === 'true'")
         draw(tab, skeleton_strokes(digits[3][0]))
         drawn = settled_answer(tab)
         assert drawn["state"] == "done" and drawn["prediction"] != "", drawn
