@@ -96,3 +96,17 @@ def test_consumers_do_not_name_a_kind_of_model():
             text = path.read_text()
             for kind in ("contract.NUMBER_READER", "contract.MODEL_TYPE"):
                 assert kind not in text, f"{path.relative_to(ROOT)} names {kind}"
+
+
+def test_the_runtime_loads_no_opencv():
+    """An edge process that only runs a model (the benchmark's rows, the server's predictor)
+    does not pay for OpenCV: the task layer it checks models against loads it on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgedigits.runtime.openvino_backend, edgedigits.tasks\n"
+            "print('cv2' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

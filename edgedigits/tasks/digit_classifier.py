@@ -7,14 +7,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgedigits import contract
-from edgedigits.image import preprocess
-from edgedigits.image.image import Image
-from edgedigits.tasks import splitting
 from edgedigits.tasks.base import MULTI, SINGLE, Prepared, Task
 from edgedigits.tasks.result import Digit, Reading
+
+if TYPE_CHECKING:  # OpenCV and the image code load when an image is first prepared: the
+    from edgedigits.image.image import Image  # runtime imports this module's task
 
 # Calibration images are drawn from the training set with this seed (conversion's).
 CALIBRATION_SEED = 0
@@ -34,6 +36,9 @@ class DigitClassifierTask(Task):
 
     def prepare(self, image: Image, mode: str = MULTI, *,
                 max_items: int | None = None) -> Prepared:
+        from edgedigits.image import preprocess
+        from edgedigits.tasks import splitting
+
         if mode == SINGLE:
             digit = preprocess.to_mnist_format(image.gray)
             inputs = (digit[None] if digit is not None
@@ -48,6 +53,8 @@ class DigitClassifierTask(Task):
         if prepared.mode == SINGLE:
             digits = [Digit.from_probabilities(p) for p in outputs[:1]]
             return Reading(digits, inputs=prepared.inputs, indices=list(range(len(digits))))
+        from edgedigits.tasks import splitting
+
         return splitting.choose(prepared.state, outputs)
 
     def batch_sizes(self, mode: str, max_items: int) -> tuple[int, ...]:

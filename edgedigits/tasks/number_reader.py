@@ -23,16 +23,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from edgedigits import contract
-from edgedigits.data import render
-from edgedigits.image import segment
-from edgedigits.image.image import Image
 from edgedigits.tasks.base import MULTI, SINGLE, Prepared, Task
 from edgedigits.tasks.result import Box, Digit, Reading
+
+if TYPE_CHECKING:  # OpenCV and the image code load when a line is first read, not before:
+    from edgedigits.image.image import Image  # the runtime imports this module's task
 
 LINE_HEIGHT, LINE_WIDTH = contract.LINE_SHAPE[:2]
 
@@ -79,6 +79,9 @@ def find_lines(image: Image | np.ndarray, dark_ink: bool | None = None,
                detect_side: int | None = None, max_lines: int | None = None) -> list[Line]:
     """The lines of digits in ``image`` (an Image, or any array it takes), in reading order,
     each normalised for the number reader; boxes in the image's working pixels."""
+    from edgedigits.image import segment
+    from edgedigits.image.image import Image
+
     image = Image.of(image)
     found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
     if not found.groups:
@@ -107,6 +110,8 @@ def group_rows(boxes: list[Box]) -> list[list[Box]]:
 
 
 def _split_at_gaps(row: list[Box]) -> list[list[Box]]:
+    from edgedigits.image import segment
+
     height = max(box[3] for box in row)
     parts: list[list[Box]] = []
     right = None
@@ -146,6 +151,8 @@ def line_input(image: Image, box: Box, dark_ink: bool) -> tuple[np.ndarray, floa
     is INK_HEIGHT rows (or narrower when the line is long), the paper is estimated by a
     grey-level closing wider than a stroke and subtracted, and the ink is stretched to 0-255.
     """
+    import cv2
+
     x, y, w, h = box
     margin = LINE_HEIGHT - INK_HEIGHT
     pad = round(h * margin / INK_HEIGHT / 2)
@@ -301,6 +308,8 @@ def synthetic_line(images: np.ndarray, labels: np.ndarray,
     """One training line: random MNIST digits written as a number (:func:`render.written_number`
     with a random spacing), photographed, found and normalised exactly as at inference.
     None when the segmentation found no line (the sample is skipped)."""
+    from edgedigits.data import render
+
     count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
     chosen = rng.integers(0, len(images), count)
     gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
