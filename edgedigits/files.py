@@ -31,7 +31,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,24 +257,21 @@ def _remove_pointer_copy(pointer: Path) -> None:
 
 def _point(folder: Path, name: str, version: Path) -> None:
     """Make ``.current-<name>`` point at ``version`` with one rename (a symlink)."""
-    _remove_pointer_copy(_pointer(folder, name))
-    fresh = folder / f".{name}-pointer{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    os.symlink(version.name, fresh)
-    try:
-        os.replace(fresh, _pointer(folder, name))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            fresh.unlink()
-        raise
+    _swap_pointer(folder, name, lambda fresh: os.symlink(version.name, fresh))
 
 
 def _point_by_file(folder: Path, name: str, version: Path, copies_done: bool) -> None:
     """Make ``.current-<name>`` a file naming ``version``, with one rename (no symlinks)."""
+    _swap_pointer(folder, name, lambda fresh: fresh.write_text(json.dumps(
+        {"version": version.name, "copies": "done" if copies_done else "pending"}) + "\n",
+        encoding="utf-8"))
+
+
+def _swap_pointer(folder: Path, name: str, make: Callable[[Path], object]) -> None:
+    """Make the new pointer beside the old one with ``make(fresh)``, then rename it over."""
     _remove_pointer_copy(_pointer(folder, name))
     fresh = folder / f".{name}-pointer{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    fresh.write_text(json.dumps({"version": version.name,
-                                 "copies": "done" if copies_done else "pending"}) + "\n",
-                     encoding="utf-8")
+    make(fresh)
     try:
         os.replace(fresh, _pointer(folder, name))
     except BaseException:

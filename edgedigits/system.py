@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -194,29 +194,31 @@ def try_lock_folder(folder: Path) -> FolderLock | None:
     fcntl = _optional("fcntl")
     if fcntl is not None:
         descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            return None
-        except BaseException:
-            os.close(descriptor)
-            raise
-        return FolderLock(descriptor, "flock")
+        return _locked_or_none(descriptor, "flock", BlockingIOError,
+                               lambda: fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB))
     msvcrt = _optional("msvcrt")
     if msvcrt is None:
         raise RuntimeError("no file lock on this system (neither fcntl nor msvcrt)")
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0),
                          0o666)
+    # EACCES / EDEADLOCK (an OSError): another process holds it
+    return _locked_or_none(descriptor, "msvcrt", OSError,
+                           lambda: msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1))
+
+
+def _locked_or_none(descriptor: int, kind: str, held: type[BaseException],
+                    lock: Callable[[], object]) -> FolderLock | None:
+    """``lock()`` on ``descriptor``: the lock, or None (descriptor closed) when another
+    process holds it (``held`` raised); any other failure closes it and propagates."""
     try:
-        msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
-    except OSError:  # EACCES / EDEADLOCK: another process holds it
+        lock()
+    except held:
         os.close(descriptor)
         return None
     except BaseException:
         os.close(descriptor)
         raise
-    return FolderLock(descriptor, "msvcrt")
+    return FolderLock(descriptor, kind)
 
 
 # --------------------------------------------------------------------------------------------

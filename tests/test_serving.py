@@ -57,8 +57,9 @@ class Server:
             preexec_fn=with_default_signals)  # a terminal's SIGHUP/SIGINT, even under nohup
         self.stdout: list[str] = []
         self.stderr: list[str] = []
-        threading.Thread(target=self._drain, args=(self.process.stderr, self.stderr),
-                         daemon=True).start()
+        self._drains = [threading.Thread(target=self._drain, args=(self.process.stderr,
+                                                                   self.stderr), daemon=True)]
+        self._drains[0].start()
         deadline = time.monotonic() + timeout
         for line in self.process.stdout:
             self.stdout.append(line)
@@ -70,8 +71,9 @@ class Server:
             self.process.kill()
             raise AssertionError(f"server did not start: {''.join(self.stdout)}"
                                  f"{''.join(self.stderr)}")
-        threading.Thread(target=self._drain, args=(self.process.stdout, self.stdout),
-                         daemon=True).start()
+        self._drains.append(threading.Thread(target=self._drain,
+                                             args=(self.process.stdout, self.stdout), daemon=True))
+        self._drains[-1].start()
 
     @staticmethod
     def _drain(stream, into: list[str]) -> None:
@@ -99,7 +101,10 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
+        code = self.process.wait(timeout=timeout)
+        for drain in self._drains:  # all it said, up to its last line
+            drain.join(timeout=5)
+        return code
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +471,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(fp32_ir, digits):
     time.sleep(0.3)  # the request is in: now ask the server to stop
     code = server.stop(signal.SIGTERM)
     worker.join(timeout=60)
-    assert code == 0
+    assert code == 0, "".join(server.stderr)
     assert answers and answers[0][0] == 200, answers
     assert len(answers[0][1]["outputs"][0]["data"]) == 48
     assert "Traceback" not in "".join(server.stderr)
