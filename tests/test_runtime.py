@@ -115,6 +115,27 @@ def test_callback_errors_reach_the_caller(ir_models_dir, test_images):
     classifier.wait_all()  # reported once
 
 
+def test_async_inputs_live_until_inferred_even_when_the_caller_drops_them(ir_models_dir):
+    """An ov.Tensor that shares a numpy array does not keep it alive: the array given to
+    start_async must be held until the inference has read it (the warm-up did not, and read
+    freed memory). Here the caller's array is dropped and its memory reused at once; every
+    answer must still be the synchronous one."""
+    classifier = runtime.load_classifier(ir_models_dir)
+    images = np.random.default_rng(0).integers(0, 256, (256, 28, 28, 1), dtype=np.uint8)
+    expected = classifier.predict(images)
+    answers = []
+    for _ in range(20):
+        submitted = images.copy()
+        classifier.predict_async(submitted, answers.append)
+        del submitted
+        np.full((256, 28, 28, 1), 255, np.uint8)  # likely the freed block, overwritten
+    classifier.warmup((256,), use_async=True)  # the warm-up's own submissions, then ours
+    classifier.wait_all()
+    assert len(answers) == 20
+    for answer in answers:
+        np.testing.assert_allclose(answer.probabilities, expected, atol=1e-5)
+
+
 def test_images_must_be_uint8_28x28(ir_models_dir):
     classifier = runtime.load_classifier(ir_models_dir)
     with pytest.raises(ValueError, match="28, 28"):

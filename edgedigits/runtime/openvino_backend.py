@@ -196,12 +196,13 @@ class OpenVINOClassifier(DigitClassifier):
         for size in sorted({_bucket(min(max(n, 1), MAX_BATCH)) for n in batch_sizes}):
             blank = np.zeros((size, *self.input_shape), np.uint8)
             self.predict(blank)
-            if use_async:  # every request of the queue runs once
+            if use_async:  # every request of the queue runs once, through predict_async: the
+                # one path that keeps each input alive until its inference has read it (an
+                # ov.Tensor sharing a numpy array does not: a freed array was read after free)
                 queue = self._queue(size)
                 for _ in range(len(queue)):
-                    queue.start_async({0: ov.Tensor(blank.copy(), shared_memory=True)},
-                                      (lambda result: None, None, size, None))
-                queue.wait_all()
+                    self.predict_async(blank, _discard)
+                queue.wait_all()  # this size only: a serving thread's errors stay its own
 
     def _queue(self, size: int) -> ov.AsyncInferQueue:
         batch = self._batch(size)
@@ -330,3 +331,7 @@ def _executed_precision(compiled: ov.CompiledModel) -> str:
         return _PRECISION_NAMES.get(hint.get_type_name(), hint.get_type_name())
     except RuntimeError:
         return "unknown"
+
+
+def _discard(result: AsyncResult) -> None:
+    """A warm-up answer: nobody waits for it."""
