@@ -276,7 +276,8 @@ def test_a_preparing_process_that_dies_loses_only_its_streams(ir_models_dir, tmp
     assert sorted(row["status"] for row in rows) == ["finished", "lost"], rows
     lost = next(row for row in rows if row["status"] == "lost")
     kept = next(row for row in rows if row["status"] == "finished")
-    assert 0 < lost["frames"] < 200 and kept["frames"] > 200  # real time: a few dropped
+    # the kept one played to its end (real time on a shared machine: some frames dropped)
+    assert 0 < lost["frames"] < kept["frames"]
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"webcam.py: stream {lost['stream']} ({lost['source']}) lost after "), stderr
@@ -360,6 +361,18 @@ def test_bad_flags_for_several_sources_are_one_line_exit_2(videos, ir_models_dir
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not jsonl.exists()
+
+
+def test_latency_counts_from_capture_not_from_entering_the_pipeline():
+    """A frame read 0.5 s before it entered the pipeline (it waited in a queue, or was prepared
+    in a worker) counts those 0.5 s."""
+    from edgedigits.video.pipeline import FrameJob
+    from edgedigits.video.summary import LATENCY, Summary
+
+    frame = np.zeros((4, 4, 3), np.uint8)
+    summary = Summary("camera")
+    summary.count(FrameJob(0, 0, 0.0, frame, captured=time.perf_counter() - 0.5), [], [])
+    assert summary.as_json()[LATENCY]["p50"] >= 500 and LATENCY == "capture_to_result_ms"
 
 
 def test_stream_paths_and_the_mosaic_grid():

@@ -23,7 +23,6 @@ numpy and the task layer.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,12 +40,17 @@ from edgedigits.tasks import MULTI, SINGLE, get_task
 from edgedigits.video.capture import Capture, FrameQueue
 
 FILE_QUEUE_FRAMES = 4  # prepared frames of a file waiting in the main process, per stream
+# A live source's prepared frames waiting there: its worker already kept only the newest, so
+# dropping again at the first jitter wastes preparation (8 cameras --realtime, load ~16, 3
+# rounds: 1 kept 177-203 / 264-269 / 229-263 of each stream's 300 frames, 2 kept 263-291 /
+# 279-283 / 228-273)
+LIVE_PREPARED_FRAMES = 2
 STOP_JOIN_S = 5  # a worker gets this long to close its captures before it is terminated
 
 
 def default_workers(streams: int) -> int:
-    """One preparing process per core, at most one per stream."""
-    return max(1, min(streams, os.cpu_count() or 1))
+    """One preparing process per core this process may use, at most one per stream."""
+    return max(1, min(streams, system.usable_cores()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +140,8 @@ class RemoteCapture:
         self.source, self.description = source, description
         self.fps, self.width, self.height, self.live = fps, width, height, live
         self.status = "running"
-        self._queue = FrameQueue(1 if live else FILE_QUEUE_FRAMES, live, notify)
+        self._queue = FrameQueue(LIVE_PREPARED_FRAMES if live else FILE_QUEUE_FRAMES, live,
+                                 notify)
 
     def put(self, item: tuple) -> None:
         """From the reader thread: a prepared frame, or ("end", status) after the last one."""
