@@ -335,7 +335,7 @@ def test_a_stream_that_stops_answering_is_lost_and_the_others_finish(
 
 
 @pytest.mark.parametrize("case", ["sources_missing", "sources_empty", "none_open",
-                                  "save_over_source"])
+                                  "save_over_source", "workers"])
 def test_bad_flags_for_several_sources_are_one_line_exit_2(videos, ir_models_dir, tmp_path,
                                                            case):
     args = ["--model", str(ir_models_dir), "--no-display"]
@@ -346,6 +346,10 @@ def test_bad_flags_for_several_sources_are_one_line_exit_2(videos, ir_models_dir
         (tmp_path / "empty.txt").write_text("# nothing\n\n")
         args += ["--sources", str(tmp_path / "empty.txt")]
         expected = "lists no source"
+    elif case == "workers":
+        args += ["--source", str(videos[0][0]), "--source", str(videos[1][0]),
+                 "--workers=-1"]
+        expected = "--workers: expected a whole number from 0 to 64, got '-1'"
     elif case == "none_open":
         args += ["--source", str(tmp_path / "a.mp4"), "--source", str(tmp_path / "b.mp4")]
         expected = "none of the 2 sources could be opened: stream 1 ("
