@@ -16,7 +16,9 @@ camera/stream was lost (stopped delivering frames),
 2 when the source cannot be opened or a flag/model/device is wrong (one line on stderr).
 
 Several sources (``--source`` more than once, or ``--sources FILE``) run in this one process
-through one loaded model (edgedigits.video.streams.run_sources): the JSON lines carry "stream"
+through one loaded model (edgedigits.video.streams.run_sources), their frames decoded and
+prepared in a few worker processes (``--workers``) and inferred in batches shared across the
+streams (``--no-shared-batches``: each frame alone): the JSON lines carry "stream"
 (1, 2, ... in the order given) and "source", ``--save OUT.mp4`` writes OUT_1.mp4, OUT_2.mp4, ...,
 the summary has a row per stream and the total, the window shows a mosaic. A stream that
 cannot be opened, ends or is lost is said in one line on stderr and the others go on. Exit
@@ -75,6 +77,14 @@ def build_parser() -> ArgumentParser:
                         help="treat a video file like a camera: play it at its frame rate, "
                              "process only the newest frame, drop frames processing cannot "
                              "keep up with (the file's end is still a finished run, exit 0)")
+    parser.add_argument("--workers", type=_workers, metavar="N",
+                        help="several sources: processes decoding and preparing their frames "
+                             "(default: one per core, at most one per source; 0: this process "
+                             "alone)")
+    parser.add_argument("--no-shared-batches", action="store_true",
+                        help="several sources: infer each frame on its own, not in batches "
+                             "shared with other streams' frames (at f32 a shared batch can "
+                             "change confidences in their last digits)")
     parser.add_argument("--summary-json", metavar="FILE",
                         help="also write the end-of-run summary as JSON")
     cli.add_json_argument(parser, "print the end-of-run summary as JSON instead of the text")
@@ -86,6 +96,17 @@ def _fraction(text: str) -> float:
     value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be at most 1, got {text}")
+    return value
+
+
+MAX_WORKERS = 64
+
+
+def _workers(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else -1
+    if not 0 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_WORKERS}, "
+                                         f"got {text!r}")
     return value
 
 
@@ -157,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 def _several(args, classifiers, sources, outputs, roi) -> int:
     summary = streams.run_sources(classifiers, sources, outputs, roi=roi,
                                   max_digits=args.max_digits, realtime=args.realtime,
-                                  max_frames=args.max_frames, verbose=args.verbose)
+                                  max_frames=args.max_frames, verbose=args.verbose,
+                                  workers=args.workers, batch=not args.no_shared_batches)
     if args.summary_json:
         write_json(args.summary_json, summary.as_json())
     print(cli.to_json(summary.as_json()) if args.json else summary.text())

@@ -83,6 +83,52 @@ def open_source(source: str,
 _END, _LOST = "end", "lost"
 
 
+class FrameQueue:
+    """Frames from a reading thread to the one that processes them. ``live``: only the newest
+    waits (what processing has not taken yet is dropped); otherwise every frame, the reader
+    waiting for room. The end marker (``frame=False``) always waits for room, so it never
+    displaces a frame. ``notify`` is set whenever something is queued (several streams)."""
+
+    def __init__(self, size: int, live: bool, notify: threading.Event | None = None) -> None:
+        self._queue: queue.Queue = queue.Queue(size)
+        self.live, self._notify = live, notify
+        self.stop = threading.Event()  # set: a waiting reader gives up
+
+    def put(self, item: tuple, frame: bool = True) -> None:
+        if self.live and frame:
+            while True:  # keep the newest: drop what processing has not taken yet
+                try:
+                    self._queue.put_nowait(item)
+                    break
+                except queue.Full:
+                    with suppress(queue.Empty):
+                        self._queue.get_nowait()
+        else:
+            while not self.stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            else:
+                return
+        if self._notify is not None:
+            self._notify.set()
+
+    def take(self, wait: bool = False) -> tuple | None:
+        """The next item, or None when there is none yet (``wait``: block until there is)."""
+        try:
+            return self._queue.get() if wait else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Stop any waiting reader and drop what waits."""
+        self.stop.set()
+        while self.take() is not None:
+            pass
+
+
 class Capture:
     """Reads frames on a background thread, from the moment it is created.
 
@@ -96,7 +142,6 @@ class Capture:
     def __init__(self, source: str, realtime: bool = False,
                  notify: threading.Event | None = None, timeouts: bool = False) -> None:
         self.source = source  # as given
-        self._notify = notify  # set whenever a frame or the end is queued (several streams)
         self._capture, self.description, live = open_source(source, timeouts)
         self.live = live or realtime  # newest frame only, frames dropped when processing lags
         self._pace = realtime and not live  # replaying a file as if it were a camera
@@ -109,8 +154,8 @@ class Capture:
         self.height, self.width = first.shape[:2]
         self.status = "running"
         size = LIVE_QUEUE_FRAMES if self.live else FILE_QUEUE_FRAMES
-        self._queue: queue.Queue = queue.Queue(size)
-        self._stop = threading.Event()
+        self._queue = FrameQueue(size, self.live, notify)
+        self._stop = self._queue.stop
         self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._read_loop, args=(first,),
                                         name=f"capture {source}",
@@ -119,9 +164,11 @@ class Capture:
 
     def _read_loop(self, frame: np.ndarray) -> None:
         index, failures = 0, 0
+        captured = time.perf_counter()  # when the frame was read (latency counts from here)
         while not self._stop.is_set():
             if frame is None:
                 ok, frame = self._capture.read()
+                captured = time.perf_counter()
                 if not ok or frame is None:
                     frame = None
                     if self.live and not self._pace and failures < LIVE_READ_RETRIES:
@@ -129,7 +176,8 @@ class Capture:
                         time.sleep(0.02)
                         continue
                     # Only a live source can be lost; a replayed file simply ended.
-                    self._put((_LOST if self.live and not self._pace else _END, None, None))
+                    self._queue.put((_LOST if self.live and not self._pace else _END, None,
+                                     None, None), frame=False)
                     break
             failures = 0
             time_ms = (index * 1000.0 / self.fps if not self.live or self._pace
@@ -138,62 +186,32 @@ class Capture:
                 delay = self._started + time_ms / 1000.0 - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            self._put((index, time_ms, frame))
+                    captured = time.perf_counter()  # a replayed frame is captured when shown
+            self._queue.put((index, time_ms, frame, captured))
             index += 1
             frame = None
         self._capture.release()
 
-    def _put(self, item: tuple) -> None:
-        is_frame = item[2] is not None
-        if self.live and is_frame:
-            # Keep the newest: drop what processing has not taken yet.
-            while True:
-                try:
-                    self._queue.put_nowait(item)
-                    self._wake()
-                    return
-                except queue.Full:
-                    with suppress(queue.Empty):
-                        self._queue.get_nowait()
-        # Files, and the end marker of any source: wait for room, so nothing is lost.
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                self._wake()
-                return
-            except queue.Full:
-                continue
-
-    def _wake(self) -> None:
-        if self._notify is not None:
-            self._notify.set()
-
-    def poll(self) -> tuple[int, float, np.ndarray] | None:
-        """The next (frame number, time in ms, BGR frame) without waiting, or None: no frame
-        yet, or the source has ended (``status`` is then "finished" or "lost")."""
-        if self.status != "running":
+    def poll(self) -> tuple[int, float, np.ndarray, float] | None:
+        """The next (frame number, time in ms, BGR frame, capture time) without waiting, or
+        None: no frame yet, or the source has ended (``status`` is then "finished" or "lost").
+        The capture time is ``time.perf_counter()`` when the frame was read."""
+        item = self._queue.take() if self.status == "running" else None
+        if item is not None and item[2] is None:
+            self.status = "lost" if item[0] == _LOST else "finished"
             return None
-        try:
-            index, time_ms, frame = self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        if frame is None:
-            self.status = "lost" if index == _LOST else "finished"
-            return None
-        return index, time_ms, frame
+        return item
 
     def frames(self):
-        """Yield (frame number, time in ms, BGR frame) until the source ends or is lost."""
+        """Yield (frame number, time in ms, BGR frame, capture time) until the source ends or
+        is lost."""
         while True:
-            index, time_ms, frame = self._queue.get()
-            if frame is None:
-                self.status = "lost" if index == _LOST else "finished"
+            item = self._queue.take(wait=True)
+            if item[2] is None:
+                self.status = "lost" if item[0] == _LOST else "finished"
                 return
-            yield index, time_ms, frame
+            yield item
 
     def close(self) -> None:
-        self._stop.set()
-        with suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
+        self._queue.close()
         self._thread.join(timeout=2)

@@ -1,10 +1,16 @@
 """Several video streams through one model in one process (``webcam.py --source A --source B``).
 
-    Capture thread per source ──frames──► one loop on the caller's thread: each stream's frame
-        prepared by the model's task, then predict_async on the *shared* classifier(s) (one
-        compiled model, its infer requests serving every stream)
-    callbacks ──► the same loop delivers each stream's frames in that stream's own order to its
-        outputs (JSON lines tagged with stream and source, OUT_<n>.mp4, a mosaic window)
+    preparing processes (edgedigits.video.preparers; one per core, at most one per stream):
+        a capture thread per source, the model's task preparing each frame
+        ──prepared frames──► one loop on the caller's thread: the frames of every stream that
+        are ready, their digits in one shared batch, predict_async on the *shared*
+        classifier(s) (one compiled model, its infer requests serving every stream)
+    callbacks ──► each frame's rows back to its stream; the same loop delivers each stream's
+        frames in that stream's own order to its outputs (JSON lines tagged with stream and
+        source, OUT_<n>.mp4, a mosaic window)
+
+``workers=0`` captures and prepares in this process instead (one core of preparation, as
+before the preparing processes); ``batch=False`` gives each frame its own inference request.
 
 One stream's trouble is its own: a source that cannot be opened, ends or is lost is reported
 once, in one line naming it, and the others go on. Frames are taken from the streams in turn
@@ -31,12 +37,16 @@ from edgedigits.video.capture import Capture
 from edgedigits.video.display import WHITE, Window, draw_text
 from edgedigits.video.pipeline import (
     DEFAULT_MAX_DIGITS,
+    FrameJob,
     Outputs,
+    Pipeline,
     StreamRun,
     close_jsonl,
     open_jsonl,
+    reading_mode,
     warm_up,
 )
+from edgedigits.video.preparers import Preparers, default_workers
 from edgedigits.video.summary import BackendStats, StreamsSummary, Summary
 
 MOSAIC_WIDTH = 1280  # the mosaic window's width in pixels (tiles keep the frames' aspect)
@@ -113,6 +123,43 @@ def _short(source: str) -> str:
     return source if source.isdigit() or "://" in source else Path(source).name
 
 
+def infer_together(jobs: list[tuple[Pipeline, FrameJob]],
+                   classifiers: list[runtime.DigitClassifier], limit: int) -> None:
+    """Frames of several streams as shared inference requests: their inputs in batches of at
+    most ``limit`` (the largest batch one frame can make: warmed up), each result split back
+    to its stream's pipeline."""
+    batch: list[tuple[Pipeline, FrameJob]] = []
+    size = 0
+    for pipeline, job in jobs:
+        if batch and size + len(job.prepared) > limit:
+            _infer_batch(batch, classifiers)
+            batch, size = [], 0
+        batch.append((pipeline, job))
+        size += len(job.prepared)
+    if batch:
+        _infer_batch(batch, classifiers)
+
+
+def _infer_batch(batch: list[tuple[Pipeline, FrameJob]],
+                 classifiers: list[runtime.DigitClassifier]) -> None:
+    inputs = (batch[0][1].prepared.inputs if len(batch) == 1
+              else np.concatenate([job.prepared.inputs for _, job in batch]))
+    for classifier in classifiers:
+        classifier.predict_async(inputs, _split, (batch, classifier.backend))
+
+
+def _split(result: runtime.AsyncResult) -> None:
+    """A shared batch's outputs, each frame's rows to its own pipeline (the frame's inference
+    time is the batch's)."""
+    batch, name = result.userdata
+    start = 0
+    for pipeline, job in batch:
+        end = start + len(job.prepared)
+        pipeline.on_result(runtime.AsyncResult(result.probabilities[start:end],
+                                               result.latency_ms, (job, name)))
+        start = end
+
+
 def report(message: str) -> None:
     """One line on stderr about one stream (the others go on)."""
     print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr, flush=True)
@@ -122,39 +169,64 @@ def run_sources(classifiers: list[runtime.DigitClassifier], sources: list[str],
                 outputs: Outputs, roi: float | None = None,
                 max_digits: int = DEFAULT_MAX_DIGITS, realtime: bool = False,
                 max_frames: int | None = None, verbose: bool = False,
-                say: Callable[[str], None] = report) -> StreamsSummary:
+                say: Callable[[str], None] = report,
+                workers: int | None = None, batch: bool = True) -> StreamsSummary:
     """Every source through the same classifier(s) until each ends, is lost or has given
     ``max_frames`` frames, or the user quits. A source that cannot be opened is said (``say``)
-    and counted "failed"; if none opens, UserError. Takes ownership of the classifiers."""
+    and counted "failed"; if none opens, UserError. Takes ownership of the classifiers.
+
+    ``workers``: processes capturing and preparing the streams' frames
+    (:mod:`edgedigits.video.preparers`; default one per core, at most one per stream); 0
+    captures and prepares them in this process's loop."""
     warm_up(classifiers, roi is not None, max_digits, verbose=verbose)
+    if workers is None:
+        workers = default_workers(len(sources))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # as with one stream: the pipeline is already parallel
     try:
-        return _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames, say)
+        return _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames, say,
+                    workers, verbose, batch)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames,
-         say) -> StreamsSummary:
+def _open_here(stack: ExitStack, sources: list[str], realtime: bool, wake: threading.Event):
+    """Each source's Capture in this process (or None), and why the others failed."""
+    captures: list[Capture | None] = []
+    failed: dict[int, str] = {}
+    for number, source in enumerate(sources, 1):
+        try:
+            capture = Capture(source, realtime=realtime, notify=wake, timeouts=True)
+        except UserError as error:
+            failed[number] = str(error)
+            captures.append(None)
+            continue
+        stack.callback(capture.close)
+        captures.append(capture)
+    return captures, failed
+
+
+def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames, say, workers,
+         verbose, batch) -> StreamsSummary:
     names = [c.backend for c in classifiers]
     wake = threading.Event()  # a frame was captured or finished somewhere
     with ExitStack() as stack:
         for classifier in classifiers:
             stack.callback(classifier.close)
-        captures: list[Capture | None] = []
-        failed: dict[int, Summary] = {}
-        for number, source in enumerate(sources, 1):
-            try:
-                capture = Capture(source, realtime=realtime, notify=wake, timeouts=True)
-            except UserError as error:
-                failed[number] = Summary(source, status="failed", stream=number,
-                                         error=str(error),
-                                         backends={n: BackendStats(n) for n in names})
-                captures.append(None)
-                continue
-            stack.callback(capture.close)
-            captures.append(capture)
+        preparers = None
+        if workers:
+            preparers = Preparers(sources, classifiers[0].reading_task.model_type, roi,
+                                  max_digits, realtime, max_frames,
+                                  send_frames=outputs.display or bool(outputs.save),
+                                  workers=workers, notify=wake, quiet=not verbose, say=say)
+            stack.callback(preparers.close)
+            captures = [preparers.opened.get(n) for n in range(1, len(sources) + 1)]
+            reasons = preparers.failed
+        else:
+            captures, reasons = _open_here(stack, sources, realtime, wake)
+        failed = {number: Summary(sources[number - 1], status="failed", stream=number,
+                                  error=error, backends={n: BackendStats(n) for n in names})
+                  for number, error in sorted(reasons.items())}
         problems = [f"stream {n} ({s.source}) not opened: {s.error}" for n, s in failed.items()]
         if not any(captures):
             raise UserError(f"none of the {len(sources)} sources could be opened: "
@@ -190,19 +262,24 @@ def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames,
                     f"{run.summary.frames} frames"
                     + ("; the other streams go on" if active else ""))
 
+        limit = max(classifiers[0].reading_task.batch_sizes(reading_mode(roi), max_digits))
         while active and not (window is not None and window.quit_requested):
             wake.clear()
             submitted = False
+            together = []  # this round's frames with digits, inferred as one batch
             for run in list(active):
                 full = max_frames is not None and run.pipeline.submitted >= max_frames
                 item = None if full else run.capture.poll()
                 if item is not None:
-                    run.submit(*item)
+                    job = run.submit(*item, defer=batch)
+                    if job is not None:
+                        together.append((run.pipeline, job))
                     submitted = True
                 run.deliver_ready()
                 ended = full or run.capture.status != "running"
                 if ended and run.pipeline.in_flight == 0:
                     end(run)
+            infer_together(together, classifiers, limit)
             if not submitted:
                 # Nothing new to prepare: sleep until a frame is captured or finished somewhere
                 # (never spin: a spinning loop holds the GIL the inference callbacks need).
@@ -215,4 +292,5 @@ def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames,
         seconds = time.perf_counter() - started
         close_jsonl(jsonl)
     by_number = {run.stream: run.summary for run in runs} | failed
-    return StreamsSummary([by_number[n] for n in range(1, len(sources) + 1)], seconds=seconds)
+    return StreamsSummary([by_number[n] for n in range(1, len(sources) + 1)], seconds=seconds,
+                          workers_memory_mb=preparers.peak_memory_mb if preparers else [])

@@ -36,7 +36,7 @@ class Summary:
     backends: dict = field(default_factory=dict)
     stream: int | None = None  # its number when several sources run in one process
     error: str | None = None  # why a stream could not be opened
-    latencies_ms: list = field(default_factory=list, repr=False)  # submit -> delivery, per frame
+    latencies_ms: list = field(default_factory=list, repr=False)  # capture -> result, per frame
 
     @property
     def fps(self) -> float:
@@ -45,7 +45,8 @@ class Summary:
     def count(self, job, found: list[dict], names: list[str]) -> None:
         """Add one delivered frame."""
         self.frames += 1
-        self.latencies_ms.append((time.perf_counter() - job.started) * 1000)
+        start = job.captured if job.captured is not None else job.started
+        self.latencies_ms.append((time.perf_counter() - start) * 1000)
         if found:
             self.frames_with_digits += 1
             self.digits += len(found)
@@ -63,7 +64,7 @@ class Summary:
                 "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
                 "backends": {name: stats.as_json() for name, stats in self.backends.items()}})
         if self.latencies_ms:
-            data["latency_ms"] = latency(self.latencies_ms)
+            data[LATENCY] = latency(self.latencies_ms)
         if self.error is not None:
             data["error"] = self.error
         if len(self.backends) > 1:
@@ -85,9 +86,14 @@ class Summary:
         return " | ".join(parts)
 
 
+# The summary's latency: from the moment the capture thread read the frame (a replayed file's
+# frame: when it was due) to its result's delivery, waiting in queues, the task's preparation,
+# inference and waiting for the frames before it included.
+LATENCY = "capture_to_result_ms"
+
+
 def latency(values: list[float]) -> dict:
-    """p50 and p99 of a frame's time from entering the pipeline (before the task prepares it)
-    to its delivery (inference and waiting for the frames before it included)."""
+    """p50 and p99 of the frames' capture-to-result times."""
     p50, p99 = np.percentile(values, [50, 99])
     return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
 
@@ -101,6 +107,8 @@ class StreamsSummary:
 
     streams: list[Summary]
     seconds: float = 0.0  # wall time of the whole run, first frame to last
+    # peak resident memory of each process preparing frames (edgedigits.video.preparers)
+    workers_memory_mb: list = field(default_factory=list)
 
     @property
     def lost(self) -> list[Summary]:
@@ -122,7 +130,10 @@ class StreamsSummary:
                           "frames_with_digits": sum(s.frames_with_digits for s in self.streams),
                           "digits": sum(s.digits for s in self.streams),
                           "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
-                          "latency_ms": latency(every) if every else None}}
+                          LATENCY: latency(every) if every else None,
+                          "workers": len(self.workers_memory_mb),
+                          "workers_peak_memory_mb": [None if mb is None else round(mb, 1)
+                                                     for mb in self.workers_memory_mb]}}
 
     def text(self) -> str:
         lines = [f"stream {s.stream}: {s.text()}" for s in self.streams]
