@@ -29,6 +29,7 @@ STARTED = time.perf_counter()
 ASYNC_JOBS = 4
 
 from edgedigits import cli, contract, runtime  # noqa: E402
+from edgedigits import model_repository as repository  # noqa: E402
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
 from edgedigits.serving import server  # noqa: E402
@@ -73,6 +74,13 @@ def build_parser() -> ArgumentParser:
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
     cli.add_runtime_arguments(parser)
+    parser.add_argument("--model-version-policy", type=repository.parse_policy,
+                        default=repository.VersionPolicy(), metavar="POLICY",
+                        help="which versions of a model repository folder (models/serving/"
+                             "digits, the default when convert/to_ir.py wrote one) to serve, as "
+                             "OVMS's model_version_policy: 'latest N', 'all' or 'specific 1,3' "
+                             "(default: latest 1); the folder is watched and new versions are "
+                             "served live")
     parser.add_argument("--number-model", metavar="PATH",
                         help="the number reader that digit-reader's multi reading uses, also "
                              "served as the number-reader model (default: the one under "
@@ -113,20 +121,37 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. The classifier(s): OpenVINO with the THROUGHPUT hint (parallel streams, AsyncInferQueue)
     from edgedigits.model_repository import MODEL_NAME
-    from edgedigits.serving.models import (
-        NUMBER_READER_NAME,
-        TENSORFLOW_NAME,
-        DigitReaderModel,
-        DigitsModel,
-    )
+    from edgedigits.serving import versions
+    from edgedigits.serving.models import NUMBER_READER_NAME, TENSORFLOW_NAME, DigitsModel
+    from edgedigits.serving.transformer import DigitReaderModel
 
     single = kinds_for(SINGLE)
-    classifier = cli.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
+    watched = (repository.repository_folder(args.model)
+               if args.backend == "openvino" and not args.server else None)
+    if watched is not None:
+        # A model repository folder: every version the policy selects, watched for new ones;
+        # a version loaded live is warmed at every batch size before it takes requests.
+        every_size = (*(1 << k for k in range(9) if 1 << k <= args.max_batch), 64)
+
+        def load_version(path, initial: bool) -> DigitsModel:
+            loaded = cli.load_from_args(args, model=path, hint="throughput",
+                                        async_jobs=ASYNC_JOBS, accept=single)
+            loaded.warmup((1, 64) if initial else every_size, use_async=True)
+            return DigitsModel(MODEL_NAME, loaded, max_batch=args.max_batch,
+                               in_flight=ASYNC_JOBS)
+
+        predictor = versions.VersionedModel(MODEL_NAME, watched, args.model_version_policy,
+                                            load_version,
+                                            announce=lambda line: print(line, flush=True))
+        predictor.load_initial()
+        classifier = predictor.current().classifier
+    else:
+        classifier = cli.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
                                         accept=single) \
-        if args.backend == "openvino" else cli.load_from_args(args, accept=single)
-    classifier.warmup((1, 64), use_async=True)
-    predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch,
-                            in_flight=ASYNC_JOBS)
+            if args.backend == "openvino" else cli.load_from_args(args, accept=single)
+        classifier.warmup((1, 64), use_async=True)
+        predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch,
+                                in_flight=ASYNC_JOBS)
     models = [predictor]
     tensorflow = None
     if args.compare:

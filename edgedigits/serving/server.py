@@ -198,12 +198,16 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
-    from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.rest.server import RESTServer
     from starlette.routing import Route
 
     from edgedigits.serving import metrics
     from edgedigits.serving.rest import make_infer_endpoint
+    from edgedigits.serving.versions import (
+        VersionedDataPlane,
+        VersionedServicer,
+        versioned_rest_routes,
+    )
 
     recorder = metrics.Recorder({model.name for model in models})
 
@@ -236,6 +240,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             for path in ("/v2/models/{model_name}/infer",
                          "/v2/models/{model_name}/versions/{model_version}/infer"):
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
+            app.router.routes[:0] = versioned_rest_routes(self.dataplane)
             _install_handlers(app)
             app.add_middleware(RequestGuard, limit=options.max_body_bytes)
             app.add_middleware(BrowserGuard, bind_host=options.host,
@@ -245,6 +250,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
     class DigitServer(kserve.ModelServer):
         def start(self, models: list) -> None:
+            # Model versions in metadata and ready (KServe 0.21 refuses every model_version).
+            self.dataplane = VersionedDataPlane(model_registry=self.registered_models)
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = PageRESTServer(
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
@@ -272,7 +279,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                          ("grpc.max_receive_message_length", options.max_body_bytes),
                          ("grpc.so_reuseport", 0)])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-                InferenceServicer(self.dataplane, self.model_repository_extension), self._grpc)
+                VersionedServicer(self.dataplane, self.model_repository_extension), self._grpc)
             host = f"[{options.host}]" if ":" in options.host else options.host
             self._grpc.add_insecure_port(f"{host}:{options.grpc_port}")
             await self._grpc.start()
