@@ -231,3 +231,20 @@ def test_version_policy_is_ovms_model_version_policy():
     result = run_command("infer/serve.py", "--model-version-policy", "latest zero")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "expected 'latest N'" in result.stderr
+
+
+def test_a_repository_with_nothing_to_serve_is_one_line_and_exit_2(ir_models_dir, tmp_path):
+    broken = tmp_path / "digits" / "1"
+    broken.mkdir(parents=True)
+    shutil.copyfile(_ir(ir_models_dir, "fp32"), broken / contract.IR_FILE)
+    (broken / "model.bin").write_bytes(b"\0" * 100)
+    result = run_command("infer/serve.py", "--model", str(tmp_path / "digits"),
+                         "--number-model", "none")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "digits version 1 not loaded" in result.stderr
+    assert "no version of" in result.stderr.splitlines()[-1]
+    repository.publish_version(_ir(ir_models_dir, "fp32"), tmp_path)  # version 2, loadable
+    result = run_command("infer/serve.py", "--model", str(tmp_path / "digits"),
+                         "--number-model", "none", "--model-version-policy", "specific 7")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'specific 7' selects none of the versions" in result.stderr

@@ -195,6 +195,9 @@ class VersionedModel(Model):
             if not found:
                 raise UserError(f"no version to serve in {self.folder} (expected "
                                 f"<number>/{contract.IR_FILE}): run convert/to_ir.py")
+            if not self.policy.select(found):
+                raise UserError(f"--model-version-policy '{self.policy}' selects none of the "
+                                f"versions in {self.folder} ({', '.join(map(str, found))})")
             raise UserError(f"no version of {self.folder} could be loaded under policy "
                             f"'{self.policy}' (versions {', '.join(map(str, found))}; the "
                             "reasons are above)")
