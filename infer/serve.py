@@ -32,7 +32,7 @@ from edgedigits import cli, contract, runtime  # noqa: E402
 from edgedigits import model_repository as repository  # noqa: E402
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
-from edgedigits.serving import server  # noqa: E402
+from edgedigits.serving import server, workers  # noqa: E402
 from edgedigits.tasks import MULTI, SINGLE, kinds_for  # noqa: E402
 
 
@@ -63,6 +63,10 @@ def build_parser() -> ArgumentParser:
                         metavar="SECONDS",
                         help="on Ctrl-C, SIGTERM or SIGHUP, how long requests in flight may "
                              f"take to finish (default: {server.GRACE_SECONDS})")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="server processes behind the same ports (SO_REUSEPORT), each "
+                             "loading the models (default: 1)")
+    parser.add_argument(workers.WORKER_FLAG, type=positive_int, help=argparse.SUPPRESS)
     limits = parser.add_argument_group("limits (each refused with a 4xx and a one-line reason)")
     limits.add_argument("--max-batch", type=positive_int, default=256,
                         help="images per request to digits (default: 256)")
@@ -103,6 +107,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.predictor_host and not args.server:
         args.server = f"http://{args.predictor_host}"
@@ -110,11 +115,23 @@ def main(argv: list[str] | None = None) -> int:
                                    grpc_port=args.grpc_port,
                                    max_body_bytes=args.max_body_mb << 20, verbose=args.verbose,
                                    allow_model_control=args.allow_model_control,
-                                   grace_seconds=args.grace_period)
+                                   grace_seconds=args.grace_period,
+                                   reuse_port=args.worker is not None)
     if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
         raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
                         "and kserve cannot share one process)")
-    server.check_ports_free(options.host, [options.http_port, options.grpc_port])
+    if args.worker is None:
+        server.check_ports_free(options.host, [options.http_port, options.grpc_port])
+    if args.workers > 1 and args.worker is None:  # this process supervises, the workers serve
+
+        def workers_ready(seconds: float, pids: list[int]) -> None:
+            base = f"http://{args.host}:{args.http_port}"
+            print(f"serving with {args.workers} workers (pids {', '.join(map(str, pids))})\n"
+                  f"  page  {base}/\n  REST  {base}/v2/models/\n"
+                  f"  gRPC  {args.host}:{args.grpc_port}\n"
+                  f"ready in {seconds:.1f} s (Ctrl-C to stop)", flush=True)
+
+        return workers.supervise(argv, args.workers, __file__, workers_ready)
 
     # kserve parses sys.argv when imported (its own --model_name, ...): ours are parsed already.
     sys.argv = sys.argv[:1]

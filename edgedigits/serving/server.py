@@ -48,6 +48,7 @@ class ServerOptions:
     verbose: bool = False
     allow_model_control: bool = False  # KServe's repository load/unload routes
     grace_seconds: int = GRACE_SECONDS  # for requests in flight when asked to stop
+    reuse_port: bool = False  # one of serve.py --workers N: the ports are shared (SO_REUSEPORT)
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -61,6 +62,18 @@ def check_ports_free(host: str, ports: list[int]) -> None:
             except OSError as error:
                 raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error} "
                                 "(choose another with --http-port / --grpc-port)") from None
+
+
+def reusable_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other processes may bind too: the kernel
+    spreads new connections over them (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    return listener
 
 
 def quiet_logs(verbose: bool) -> None:
@@ -211,7 +224,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
     recorder = metrics.Recorder({model.name for model in models})
 
-    check_ports_free(options.host, [options.http_port, options.grpc_port])
+    if not options.reuse_port:  # workers: serve.py's supervisor checked before starting them
+        check_ports_free(options.host, [options.http_port, options.grpc_port])
 
     class OneLineErrors(ExceptionToStatusInterceptor):
         """gRPC: a bad request is INVALID_ARGUMENT / NOT_FOUND with one log line."""
@@ -228,6 +242,12 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             await super().handle_exception(error, request_or_iterator, context, method_name)
 
     class PageRESTServer(RESTServer):
+        async def start(self):
+            if not options.reuse_port:
+                return await super().start()
+            self.create_application()  # then uvicorn on a socket its sibling workers share
+            await self._server.serve(sockets=[reusable_socket(options.host, options.http_port)])
+
         def create_application(self):
             super().create_application()
             from uvicorn.importer import import_from_string
@@ -277,7 +297,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                               OneLineErrors()),
                 options=[("grpc.max_send_message_length", options.max_body_bytes),
                          ("grpc.max_receive_message_length", options.max_body_bytes),
-                         ("grpc.so_reuseport", 0)])
+                         ("grpc.so_reuseport", int(options.reuse_port))])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
                 VersionedServicer(self.dataplane, self.model_repository_extension), self._grpc)
             host = f"[{options.host}]" if ":" in options.host else options.host
