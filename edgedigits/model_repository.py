@@ -16,10 +16,13 @@ This module imports no OpenVINO, KServe or TensorFlow: convert calls it after wr
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgedigits import contract, system
@@ -45,6 +48,65 @@ def versions(model_dir: str | Path) -> list[int]:
     return sorted(int(entry.name) for entry in folder.iterdir()
                   if entry.is_dir() and entry.name.isdigit() and int(entry.name) > 0
                   and (entry / contract.IR_FILE).is_file())
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """OVMS's model_version_policy: ``latest N``, ``all`` or ``specific 1,3``."""
+
+    kind: str = "latest"
+    count: int = 1
+    numbers: tuple[int, ...] = ()
+
+    def select(self, available: list[int]) -> list[int]:
+        available = sorted(available)
+        if self.kind == "all":
+            return available
+        if self.kind == "specific":
+            return [n for n in available if n in self.numbers]
+        return available[-self.count:]
+
+    def __str__(self) -> str:
+        if self.kind == "latest":
+            return f"latest {self.count}"
+        if self.kind == "specific":
+            return "specific " + ",".join(map(str, self.numbers))
+        return "all"
+
+
+def parse_policy(text: str) -> VersionPolicy:
+    """argparse type for --model-version-policy."""
+    words = text.replace(",", " ").split()
+    try:
+        if words and words[0] == "all" and len(words) == 1:
+            return VersionPolicy("all")
+        if words and words[0] == "latest" and len(words) <= 2:
+            count = int(words[1]) if len(words) == 2 else 1
+            if count > 0:
+                return VersionPolicy("latest", count)
+        if words and words[0] == "specific" and len(words) >= 2:
+            numbers = tuple(sorted({int(word) for word in words[1:]}))
+            if all(n > 0 for n in numbers):
+                return VersionPolicy("specific", numbers=numbers)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: expected 'latest N' (N >= 1), 'all' or "
+                                     "'specific 1,3' (version numbers)")
+
+
+def repository_folder(model: str | os.PathLike | None) -> Path | None:
+    """The repository folder of model ``digits`` that ``--model`` names, else None.
+
+    ``models/serving/digits`` itself, the repository ``models/serving``, or a models folder
+    whose ``serving/digits`` holds a version (None: the default models folder): a server given
+    one of these watches it. A model file, or a folder without versions, is served as it is.
+    """
+    folder = contract.default_models_dir() if model is None else Path(model)
+    for candidate in (folder, folder / MODEL_NAME,
+                      folder / SERVING_DIR / MODEL_NAME):
+        if candidate.is_dir() and versions(candidate):
+            return candidate
+    return None
 
 
 def ovms_config(model_name: str = MODEL_NAME) -> dict:

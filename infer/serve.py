@@ -29,9 +29,10 @@ STARTED = time.perf_counter()
 ASYNC_JOBS = 4
 
 from edgedigits import cli, contract, runtime  # noqa: E402
+from edgedigits import model_repository as repository  # noqa: E402
 from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
-from edgedigits.serving import server  # noqa: E402
+from edgedigits.serving import server, workers  # noqa: E402
 from edgedigits.tasks import MULTI, SINGLE, kinds_for  # noqa: E402
 
 
@@ -62,6 +63,10 @@ def build_parser() -> ArgumentParser:
                         metavar="SECONDS",
                         help="on Ctrl-C, SIGTERM or SIGHUP, how long requests in flight may "
                              f"take to finish (default: {server.GRACE_SECONDS})")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="server processes behind the same ports (SO_REUSEPORT), each "
+                             "loading the models (default: 1)")
+    parser.add_argument(workers.WORKER_FLAG, type=positive_int, help=argparse.SUPPRESS)
     limits = parser.add_argument_group("limits (each refused with a 4xx and a one-line reason)")
     limits.add_argument("--max-batch", type=positive_int, default=256,
                         help="images per request to digits (default: 256)")
@@ -73,6 +78,13 @@ def build_parser() -> ArgumentParser:
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
     cli.add_runtime_arguments(parser)
+    parser.add_argument("--model-version-policy", type=repository.parse_policy,
+                        default=repository.VersionPolicy(), metavar="POLICY",
+                        help="which versions of a model repository folder (models/serving/"
+                             "digits, the default when convert/to_ir.py wrote one) to serve, as "
+                             "OVMS's model_version_policy: 'latest N', 'all' or 'specific 1,3' "
+                             "(default: latest 1); the folder is watched and new versions are "
+                             "served live")
     parser.add_argument("--number-model", metavar="PATH",
                         help="the number reader that digit-reader's multi reading uses, also "
                              "served as the number-reader model (default: the one under "
@@ -95,6 +107,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.predictor_host and not args.server:
         args.server = f"http://{args.predictor_host}"
@@ -102,31 +115,60 @@ def main(argv: list[str] | None = None) -> int:
                                    grpc_port=args.grpc_port,
                                    max_body_bytes=args.max_body_mb << 20, verbose=args.verbose,
                                    allow_model_control=args.allow_model_control,
-                                   grace_seconds=args.grace_period)
+                                   grace_seconds=args.grace_period,
+                                   reuse_port=args.worker is not None)
     if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
         raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
                         "and kserve cannot share one process)")
-    server.check_ports_free(options.host, [options.http_port, options.grpc_port])
+    if args.worker is None:
+        server.check_ports_free(options.host, [options.http_port, options.grpc_port])
+    if args.workers > 1 and args.worker is None:  # this process supervises, the workers serve
+
+        def workers_ready(seconds: float, pids: list[int]) -> None:
+            base = f"http://{args.host}:{args.http_port}"
+            print(f"serving with {args.workers} workers (pids {', '.join(map(str, pids))})\n"
+                  f"  page  {base}/\n  REST  {base}/v2/models/\n"
+                  f"  gRPC  {args.host}:{args.grpc_port}\n"
+                  f"ready in {seconds:.1f} s (Ctrl-C to stop)", flush=True)
+
+        return workers.supervise(argv, args.workers, __file__, workers_ready)
 
     # kserve parses sys.argv when imported (its own --model_name, ...): ours are parsed already.
     sys.argv = sys.argv[:1]
 
     # 1. The classifier(s): OpenVINO with the THROUGHPUT hint (parallel streams, AsyncInferQueue)
     from edgedigits.model_repository import MODEL_NAME
-    from edgedigits.serving.models import (
-        NUMBER_READER_NAME,
-        TENSORFLOW_NAME,
-        DigitReaderModel,
-        DigitsModel,
-    )
+    from edgedigits.serving import versions
+    from edgedigits.serving.models import NUMBER_READER_NAME, TENSORFLOW_NAME, DigitsModel
+    from edgedigits.serving.transformer import DigitReaderModel
 
     single = kinds_for(SINGLE)
-    classifier = cli.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
+    watched = (repository.repository_folder(args.model)
+               if args.backend == "openvino" and not args.server else None)
+    if watched is not None:
+        # A model repository folder: every version the policy selects, watched for new ones;
+        # a version loaded live is warmed at every batch size before it takes requests.
+        every_size = (*(1 << k for k in range(9) if 1 << k <= args.max_batch), 64)
+
+        def load_version(path, initial: bool) -> DigitsModel:
+            loaded = cli.load_from_args(args, model=path, hint="throughput",
+                                        async_jobs=ASYNC_JOBS, accept=single)
+            loaded.warmup((1, 64) if initial else every_size, use_async=True)
+            return DigitsModel(MODEL_NAME, loaded, max_batch=args.max_batch,
+                               in_flight=ASYNC_JOBS)
+
+        predictor = versions.VersionedModel(MODEL_NAME, watched, args.model_version_policy,
+                                            load_version,
+                                            announce=lambda line: print(line, flush=True))
+        predictor.load_initial()
+        classifier = predictor.current().classifier
+    else:
+        classifier = cli.load_from_args(args, hint="throughput", async_jobs=ASYNC_JOBS,
                                         accept=single) \
-        if args.backend == "openvino" else cli.load_from_args(args, accept=single)
-    classifier.warmup((1, 64), use_async=True)
-    predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch,
-                            in_flight=ASYNC_JOBS)
+            if args.backend == "openvino" else cli.load_from_args(args, accept=single)
+        classifier.warmup((1, 64), use_async=True)
+        predictor = DigitsModel(MODEL_NAME, classifier, max_batch=args.max_batch,
+                                in_flight=ASYNC_JOBS)
     models = [predictor]
     tensorflow = None
     if args.compare:

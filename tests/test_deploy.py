@@ -20,11 +20,14 @@ def test_every_manifest_is_a_valid_inference_service():
     assert result.returncode == 0, result.stderr
     assert "digits-ovms.yaml: valid V1beta1InferenceService (digits)" in result.stdout
     assert "digit-reader.yaml: valid V1beta1InferenceService (digit-reader)" in result.stdout
+    assert "number-reader.yaml: valid V1beta1InferenceService (number-reader)" in result.stdout
+    assert "digits-ovms-canary.yaml: valid V1beta1InferenceService (digits)" in result.stdout
 
 
 def test_the_checker_refuses_misspelt_and_missing_fields(tmp_path):
     ovms = (DEPLOY / "kserve" / "digits-ovms.yaml").read_text()
     reader = (DEPLOY / "kserve" / "digit-reader.yaml").read_text()
+    canary = (DEPLOY / "kserve" / "digits-ovms-canary.yaml").read_text()
     cases = {
         "field.yaml": (ovms.replace("storageUri", "storageURI"),
                        "storageURI: not a field of V1beta1ModelSpec"),
@@ -34,6 +37,12 @@ def test_the_checker_refuses_misspelt_and_missing_fields(tmp_path):
                         "modelFormat"),
         "kind.yaml": (ovms.replace("kind: InferenceService", "kind: Deployment"),
                       "kind InferenceService"),
+        "canary-raw.yaml": (canary.replace("deploymentMode: Serverless",
+                                           "deploymentMode: RawDeployment"),
+                            "canaryTrafficPercent needs the Serverless deployment mode"),
+        "canary-percent.yaml": (canary.replace("canaryTrafficPercent: 10",
+                                               "canaryTrafficPercent: 110"),
+                                "canaryTrafficPercent must be 0-100"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
@@ -49,6 +58,24 @@ def test_the_ovms_manifest_serves_the_repository_convert_writes():
     assert "name: digits\n" in text  # OVMS names the model after the InferenceService
     assert "name: openvino_ir" in text and "protocolVersion: v2" in text
     assert re.search(r"storageUri: \S+/serving/digits\n", text)
+
+
+def test_the_canary_rolls_a_new_repository_out_to_ovms_digits():
+    ovms = (DEPLOY / "kserve" / "digits-ovms.yaml").read_text()
+    canary = (DEPLOY / "kserve" / "digits-ovms-canary.yaml").read_text()
+    assert "name: digits\n" in canary and "canaryTrafficPercent: 10" in canary
+    # the same service and model as the one it updates; only where the model is differs
+    old = re.search(r"storageUri: (\S+)", ovms).group(1)
+    new = re.search(r"storageUri: (\S+)", canary).group(1)
+    assert new != old and new.endswith("/serving/digits")
+
+
+def test_the_number_reader_service_serves_both_models_from_one_models_folder():
+    text = (DEPLOY / "kserve" / "number-reader.yaml").read_text()
+    assert '"--number-model", "/mnt/models/number-reader"' in text
+    assert "path: /v2/models/number-reader/ready" in text
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert '"--model", "/mnt/models"' in dockerfile  # serving/digits/ inside it is found
 
 
 def test_the_image_installs_the_serving_requirements_only():

@@ -232,9 +232,15 @@ class OpenVINOClassifier(DigitClassifier):
             raise error
 
     def close(self) -> None:
-        for batch in list(self._batches.values()):
+        """Wait for queued batches, then let the compiled models go (a served version that was
+        unloaded frees its memory; used again, a batch size is compiled again)."""
+        with self._lock:
+            batches, self._batches = list(self._batches.values()), {}
+        for batch in batches:
             if batch.queue is not None:
                 batch.queue.wait_all()
+                batch.queue = None  # its callback refers back to this classifier
+        self._single_run = lambda: self._batch(1).run()
 
 
 class _StaticBatch:
@@ -306,6 +312,10 @@ def _read_ir(core: ov.Core, path: Path) -> ov.Model:
     if not weights.is_file():
         raise UserError(f"{path} has no weights file {weights.name} beside it "
                         "(an IR is the .xml and the .bin together)")
+    # Weights into memory, not mapped: by default OpenVINO mmaps model.bin, so a file
+    # overwritten in place (cp, scp) changes a running model's answers at its next compile and
+    # a truncated one kills the process with SIGBUS (issue 20, row 10).
+    core.set_property({ov_props.enable_mmap: False})
     try:
         return core.read_model(path, weights)
     except RuntimeError as error:

@@ -19,6 +19,7 @@ the server does not serve (so a client cannot grow the label set without bound).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 
@@ -72,6 +73,11 @@ class Recorder:
 
 def model_loaded(model: str, version: str, backend: str, path: str) -> None:
     LOADED.labels(model, version, backend, path).set(1)
+
+
+def model_unloaded(model: str, version: str, backend: str, path: str) -> None:
+    with contextlib.suppress(KeyError):
+        LOADED.remove(model, version, backend, path)
 
 
 class RestMetrics:

@@ -111,6 +111,7 @@ def make_infer_endpoint(dataplane):
             raise ModelNotReady(model_name)
         body = await request.body()
         infer_request = parse_request(body, request.headers.get(HEADER_LENGTH), model_name)
+        infer_request.model_version = request.path_params.get("model_version")
         response, _ = await dataplane.infer(model_name=model_name, request=infer_request,
                                             headers=dict(request.headers))
         content, json_length = response.to_rest()

@@ -48,6 +48,7 @@ class ServerOptions:
     verbose: bool = False
     allow_model_control: bool = False  # KServe's repository load/unload routes
     grace_seconds: int = GRACE_SECONDS  # for requests in flight when asked to stop
+    reuse_port: bool = False  # one of serve.py --workers N: the ports are shared (SO_REUSEPORT)
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -61,6 +62,18 @@ def check_ports_free(host: str, ports: list[int]) -> None:
             except OSError as error:
                 raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error} "
                                 "(choose another with --http-port / --grpc-port)") from None
+
+
+def reusable_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other processes may bind too: the kernel
+    spreads new connections over them (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    return listener
 
 
 def quiet_logs(verbose: bool) -> None:
@@ -198,16 +211,21 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
-    from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.rest.server import RESTServer
     from starlette.routing import Route
 
     from edgedigits.serving import metrics
     from edgedigits.serving.rest import make_infer_endpoint
+    from edgedigits.serving.versions import (
+        VersionedDataPlane,
+        VersionedServicer,
+        versioned_rest_routes,
+    )
 
     recorder = metrics.Recorder({model.name for model in models})
 
-    check_ports_free(options.host, [options.http_port, options.grpc_port])
+    if not options.reuse_port:  # workers: serve.py's supervisor checked before starting them
+        check_ports_free(options.host, [options.http_port, options.grpc_port])
 
     class OneLineErrors(ExceptionToStatusInterceptor):
         """gRPC: a bad request is INVALID_ARGUMENT / NOT_FOUND with one log line."""
@@ -224,6 +242,12 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             await super().handle_exception(error, request_or_iterator, context, method_name)
 
     class PageRESTServer(RESTServer):
+        async def start(self):
+            if not options.reuse_port:
+                return await super().start()
+            self.create_application()  # then uvicorn on a socket its sibling workers share
+            await self._server.serve(sockets=[reusable_socket(options.host, options.http_port)])
+
         def create_application(self):
             super().create_application()
             from uvicorn.importer import import_from_string
@@ -236,6 +260,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             for path in ("/v2/models/{model_name}/infer",
                          "/v2/models/{model_name}/versions/{model_version}/infer"):
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
+            app.router.routes[:0] = versioned_rest_routes(self.dataplane)
             _install_handlers(app)
             app.add_middleware(RequestGuard, limit=options.max_body_bytes)
             app.add_middleware(BrowserGuard, bind_host=options.host,
@@ -245,6 +270,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
     class DigitServer(kserve.ModelServer):
         def start(self, models: list) -> None:
+            # Model versions in metadata and ready (KServe 0.21 refuses every model_version).
+            self.dataplane = VersionedDataPlane(model_registry=self.registered_models)
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = PageRESTServer(
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
@@ -270,9 +297,9 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                               OneLineErrors()),
                 options=[("grpc.max_send_message_length", options.max_body_bytes),
                          ("grpc.max_receive_message_length", options.max_body_bytes),
-                         ("grpc.so_reuseport", 0)])
+                         ("grpc.so_reuseport", int(options.reuse_port))])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-                InferenceServicer(self.dataplane, self.model_repository_extension), self._grpc)
+                VersionedServicer(self.dataplane, self.model_repository_extension), self._grpc)
             host = f"[{options.host}]" if ":" in options.host else options.host
             self._grpc.add_insecure_port(f"{host}:{options.grpc_port}")
             await self._grpc.start()

@@ -8,8 +8,11 @@ deserializes the API server's answers (field by field through ``openapi_types`` 
 ``attribute_map``, into KServe's models and the Kubernetes core types such as ``V1Container``,
 whose constructors check required fields and enums), and every key is checked against the model
 class it lands in: a misspelt or misplaced field, which a deserializer silently drops, is an
-error. Also checked: apiVersion/kind, the required fields the models enforce, and
-that each component names an image or a model format. Exit status 0 all valid, 2 otherwise.
+error. Also checked: apiVersion/kind, the required fields the models enforce,
+that each component names an image or a model format, and that a canary rollout
+(``canaryTrafficPercent``) is a percentage in a Serverless service (KServe splits traffic
+between revisions with Knative only; in RawDeployment mode the field does nothing).
+Exit status 0 all valid, 2 otherwise.
 This is what the tests run; it does not replace a dry run against a real cluster.
 """
 
@@ -21,6 +24,8 @@ from pathlib import Path
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "kserve"
 API_VERSION = "serving.kserve.io/v1beta1"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+NO_CANARY_MODES = ("RawDeployment", "Standard")  # plain Deployments: no revisions to split
 
 
 def _model_class(type_name: str):
@@ -107,6 +112,15 @@ def check_document(document: dict, name: str) -> list[str]:
                             "container image")
         if model is not None and not (model.model_format and model.model_format.name):
             problems.append(f"{name}: {role}.model.modelFormat.name is required")
+        canary = component.canary_traffic_percent
+        if canary is not None:
+            mode = (service.metadata.annotations or {}).get(DEPLOYMENT_MODE, "Serverless")
+            if not isinstance(canary, int) or not 0 <= canary <= 100:
+                problems.append(f"{name}: {role}.canaryTrafficPercent must be 0-100, "
+                                f"got {canary!r}")
+            if mode in NO_CANARY_MODES:
+                problems.append(f"{name}: {role}.canaryTrafficPercent needs the Serverless "
+                                f"deployment mode (KServe does not split traffic in {mode})")
     return problems
 
 
