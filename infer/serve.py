@@ -29,9 +29,9 @@ STARTED = time.perf_counter()
 ASYNC_JOBS = 4
 
 from edgedigits import cli, contract, runtime  # noqa: E402
-from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
+from edgedigits.cli import ArgumentParser, positive_float, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
-from edgedigits.serving import server  # noqa: E402
+from edgedigits.serving import connections, server  # noqa: E402
 from edgedigits.tasks import MULTI, SINGLE, kinds_for  # noqa: E402
 
 
@@ -72,6 +72,22 @@ def build_parser() -> ArgumentParser:
     limits.add_argument("--max-image-pixels", type=positive_int, default=25_000_000,
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
+    limits.add_argument("--max-connections", type=positive_int,
+                        default=connections.DEFAULT_MAX_CONNECTIONS,
+                        help="open connections, REST and gRPC each; a new one over it gets 503 "
+                             f"(default: {connections.DEFAULT_MAX_CONNECTIONS})")
+    limits.add_argument("--max-header-kb", type=positive_int,
+                        default=connections.DEFAULT_MAX_HEADER_BYTES >> 10,
+                        help="REST request line and headers, in KiB: 431 over it (default: "
+                             f"{connections.DEFAULT_MAX_HEADER_BYTES >> 10})")
+    limits.add_argument("--header-timeout", type=positive_float,
+                        default=connections.DEFAULT_HEADER_TIMEOUT, metavar="SECONDS",
+                        help="for a whole request head, or between body bytes: 408 or closed "
+                             f"after it (default: {connections.DEFAULT_HEADER_TIMEOUT:g})")
+    limits.add_argument("--idle-timeout", type=positive_float,
+                        default=connections.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                        help="a kept-alive connection waiting for its next request is closed "
+                             f"after it (default: {connections.DEFAULT_IDLE_TIMEOUT:g})")
     cli.add_runtime_arguments(parser)
     parser.add_argument("--number-model", metavar="PATH",
                         help="the number reader that digit-reader's multi reading uses, also "
@@ -102,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                                    grpc_port=args.grpc_port,
                                    max_body_bytes=args.max_body_mb << 20, verbose=args.verbose,
                                    allow_model_control=args.allow_model_control,
-                                   grace_seconds=args.grace_period)
+                                   grace_seconds=args.grace_period,
+                                   limits=connections.ConnectionLimits(
+                                       max_header_bytes=args.max_header_kb << 10,
+                                       header_timeout=args.header_timeout,
+                                       idle_timeout=args.idle_timeout,
+                                       max_connections=args.max_connections))
     if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
         raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
                         "and kserve cannot share one process)")

@@ -26,9 +26,10 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgedigits.errors import UserError
+from edgedigits.serving.connections import ConnectionLimits, grpc_options, protocol_with
 from edgedigits.serving.guard import BrowserGuard, send_error
 
 DEFAULT_HOST = "127.0.0.1"
@@ -48,6 +49,7 @@ class ServerOptions:
     verbose: bool = False
     allow_model_control: bool = False  # KServe's repository load/unload routes
     grace_seconds: int = GRACE_SECONDS  # for requests in flight when asked to stop
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # headers, timeouts
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -250,6 +252,9 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
                 self.http_port, grace_period=options.grace_seconds, event_loop="asyncio")
             self._rest_server.config.host = options.host
+            # header size and count, slow and idle clients, pipelining, connections
+            self._rest_server.config.http = protocol_with(options.limits)
+            self._rest_server.config.timeout_keep_alive = options.limits.idle_timeout
             self._rest_server.config.access_log = options.verbose
             if os.environ.get("EDGEDIGITS_EVENT_LOOP", "uvloop") == "uvloop":
                 import uvloop  # a kserve dependency: libuv's loop, faster HTTP and gRPC I/O
@@ -270,7 +275,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                               OneLineErrors()),
                 options=[("grpc.max_send_message_length", options.max_body_bytes),
                          ("grpc.max_receive_message_length", options.max_body_bytes),
-                         ("grpc.so_reuseport", 0)])
+                         ("grpc.so_reuseport", 0), *grpc_options(options.limits)])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
                 InferenceServicer(self.dataplane, self.model_repository_extension), self._grpc)
             host = f"[{options.host}]" if ":" in options.host else options.host
