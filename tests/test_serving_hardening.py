@@ -9,11 +9,14 @@ Every server here is a real ``infer/serve.py`` on free loopback ports (tests/tes
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -406,3 +409,101 @@ def digits_scene(mnist) -> bytes:
     scene = paper_scene([mnist.x_test[i] for i in range(3)], [(75, 300), (550, 250), (1025, 325)],
                         size=(1000, 1500), digit_px=225, seed=3, grain=0)
     return cv2.imencode(".jpg", cv2.resize(scene, (6000, 4000)))[1].tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Heavy digit-reader requests: cancelled when their client hangs up, never ahead of light ones
+
+
+def _cpu_seconds(server) -> float:
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_until_idle(server, timeout: float = 180) -> None:
+    """Until the server spends (almost) no CPU for a second: start-up compilation, a request
+    still being read."""
+    deadline = time.monotonic() + timeout
+    before = _cpu_seconds(server)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = _cpu_seconds(server)
+        if now - before < 0.1:
+            return
+        before = now
+    raise AssertionError("the server never went idle")
+
+
+@pytest.mark.slow
+def test_a_request_whose_client_hangs_up_stops_between_images(fp32_ir, digits_scene, mnist):
+    running = Server("--model", str(fp32_ir), "--verbose")
+    try:
+        request, headers = _bytes_request([digits_scene] * 32)
+        _wait_until_idle(running)
+        before = _cpu_seconds(running)
+        got, answer = running.request("POST", "/v2/models/digit-reader/infer", request, headers)
+        assert got == 200, answer
+        _wait_until_idle(running)
+        whole = _cpu_seconds(running) - before
+
+        before = _cpu_seconds(running)
+        with socket.create_connection(("127.0.0.1", running.http_port), timeout=30) as raw:
+            raw.sendall(b"POST /v2/models/digit-reader/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+                        + f"Content-Length: {len(request)}\r\n\r\n".encode() + request)
+            _wait_until_reading(running, requests=2)
+        _wait_until_idle(running)
+        hung_up = _cpu_seconds(running) - before
+        assert hung_up < whole / 2, (hung_up, whole)
+        deadline = time.monotonic() + 10
+        while not any("client went away" in line for line in running.stderr):
+            assert time.monotonic() < deadline, running.stderr[-20:]
+            time.sleep(0.1)
+        _still_serving(running, mnist)
+    finally:
+        assert running.stop() == 0
+
+
+def _timed(server, path: str, body: bytes, headers: dict | None = None) -> float:
+    started = time.perf_counter()
+    got, answer = server.request("POST", path, body, headers)
+    assert got == 200, answer
+    return time.perf_counter() - started
+
+
+@pytest.mark.slow
+def test_one_image_requests_are_answered_while_heavy_requests_run(fp32_ir, digits_scene, mnist):
+    running = Server("--model", str(fp32_ir))
+    try:
+        light, light_headers = _bytes_request([_png(mnist.x_test[0])])
+        heavy, heavy_headers = _bytes_request([digits_scene] * 32)
+        reader = "/v2/models/digit-reader/infer"
+        heavy_alone = _timed(running, reader, heavy, heavy_headers)
+        stop = threading.Event()
+        answered = []
+
+        def heavy_client():
+            while not stop.is_set():
+                answered.append(running.request("POST", reader, heavy, heavy_headers)[0])
+
+        clients = [threading.Thread(target=heavy_client) for _ in range(3)]
+        for client in clients:
+            client.start()
+        try:
+            _wait_until_reading(running, requests=1 + 3)  # the first heavy one, and 3 more
+            waits = []
+            for _ in range(5):
+                waits.append(_timed(running, reader, light, light_headers))
+                waits.append(_timed(running, "/v2/models/digits/infer",
+                                    _valid_json_request(mnist)))
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(timeout=300)
+        # one image waits for at most an image or two of the heavy ones, never for requests:
+        # before, it queued behind every image of the three (over one heavy request's time)
+        assert sorted(waits)[len(waits) // 2] < heavy_alone / 4, (waits, heavy_alone)
+        assert answered and set(answered) == {200}, answered
+        _still_serving(running, mnist)
+    finally:
+        assert running.stop() == 0

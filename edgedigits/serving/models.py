@@ -22,8 +22,10 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
+import os
 import struct
-import threading
+from concurrent import futures
 from dataclasses import dataclass, field
 
 import cv2
@@ -45,6 +47,11 @@ RESULTS_NAME = "results"
 
 DEFAULT_MAX_BATCH = 256  # images per request to `digits` (runtime.MAX_BATCH: one inference)
 DEFAULT_MAX_IMAGES = 64  # encoded images per request to `digit-reader`
+# digit-reader requests of more images than this are "heavy": their images are read one at a
+# time (so a client that hangs up stops them between images) in their own small pool, so that
+# one-image requests never queue behind them.
+LIGHT_IMAGES = 1
+HEAVY_THREADS = max(1, (os.cpu_count() or 2) // 2)
 # Uploads are decoded with a pixel limit below the command line's: a server decodes several at
 # once, and 25 MP (a 6000 x 4000 phone photo) is more than any digit needs.
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000
@@ -289,15 +296,17 @@ class DigitReaderModel(Model):
     def __init__(self, predictor: DigitsModel, tensorflow: DigitsModel | None = None, *,
                  number_reader: DigitsModel | None = None,
                  max_images: int = DEFAULT_MAX_IMAGES,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, decoders: int = 2) -> None:
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 heavy_threads: int = HEAVY_THREADS) -> None:
         super().__init__(READER_NAME)
         self.predictor = predictor
         self.tensorflow = tensorflow
         self.number_reader = number_reader
         self.max_images = max_images
         self.max_pixels = max_pixels
-        # Decoding is the heavy part (up to max_pixels each): at most this many at once.
-        self._decoding = threading.BoundedSemaphore(decoders)
+        # Requests of several images take turns here, one image each (a FIFO queue holding at
+        # most one image per request): the loop's default executor stays free for light ones.
+        self._heavy = futures.ThreadPoolExecutor(heavy_threads, thread_name_prefix="heavy-read")
         self.ready = True
 
     def load(self) -> bool:
@@ -345,8 +354,19 @@ class DigitReaderModel(Model):
         encoded = [_image_bytes(element, i) for i, element in
                    enumerate(tensor_array(tensor).reshape(-1))]
         loop = asyncio.get_running_loop()
-        read = await asyncio.gather(*(loop.run_in_executor(None, self._read, data, i, job)
-                                      for i, data in enumerate(encoded)))
+        if len(encoded) <= LIGHT_IMAGES:
+            read = [await loop.run_in_executor(None, self._read, data, i, job)
+                    for i, data in enumerate(encoded)]
+        else:
+            read = []
+            try:
+                for i, data in enumerate(encoded):  # a cancelled request stops here
+                    read.append(await loop.run_in_executor(self._heavy, self._read, data, i, job))
+            except asyncio.CancelledError:
+                logging.getLogger("edgedigits.serving").info(
+                    "%s: the client went away: stopped after %d of %d images", self.name,
+                    len(read), len(encoded))
+                raise
         for i, (prepared, error) in enumerate(read):
             name = f"{INPUT_NAME}[{i}]"
             if error is not None and error != classify.NO_DIGIT:
@@ -356,9 +376,8 @@ class DigitReaderModel(Model):
         return job
 
     def _read(self, data: bytes, index: int, job: ReaderJob):
-        with self._decoding:
-            return classify.prepare_bytes(data, f"{INPUT_NAME}[{index}]", job.task, job.mode,
-                                          max_pixels=self.max_pixels)
+        return classify.prepare_bytes(data, f"{INPUT_NAME}[{index}]", job.task, job.mode,
+                                      max_pixels=self.max_pixels)
 
     # -- 2. predict: the predictor (in process, or remote over OIP v2)
 

@@ -13,12 +13,18 @@ encoding stay KServe's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 import orjson
 from kserve import InferInput, InferRequest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import RequestedOutput
 from starlette.requests import Request
 from starlette.responses import Response
+
+log = logging.getLogger("edgedigits.serving")
 
 HEADER_LENGTH = "inference-header-content-length"
 DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -111,8 +117,19 @@ def make_infer_endpoint(dataplane):
             raise ModelNotReady(model_name)
         body = await request.body()
         infer_request = parse_request(body, request.headers.get(HEADER_LENGTH), model_name)
-        response, _ = await dataplane.infer(model_name=model_name, request=infer_request,
-                                            headers=dict(request.headers))
+        work = asyncio.ensure_future(dataplane.infer(model_name=model_name,
+                                                     request=infer_request,
+                                                     headers=dict(request.headers)))
+        hang_up = asyncio.ensure_future(_client_gone(request))
+        await asyncio.wait((work, hang_up), return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():  # nobody is waiting for the answer: stop working on it
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            log.info("POST %s: client went away: request cancelled", request.url.path)
+            return Response(status_code=499)
+        hang_up.cancel()
+        response, _ = work.result()
         content, json_length = response.to_rest()
         if json_length is None:
             return Response(orjson.dumps(content), media_type="application/json")
@@ -120,3 +137,10 @@ def make_infer_endpoint(dataplane):
                         headers={HEADER_LENGTH: str(json_length)})
 
     return infer
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read: the server's next message
+    for this request can only be ``http.disconnect``)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
