@@ -72,6 +72,10 @@ def build_parser() -> ArgumentParser:
     limits.add_argument("--max-image-pixels", type=positive_int, default=25_000_000,
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
+    limits.add_argument("--max-json-mb", type=positive_int, default=4,
+                        help="JSON part of a REST request in MiB (a whole JSON body, or the "
+                             "binary extension's header; it is parsed on the event loop): 413 "
+                             "over it (default: 4)")
     limits.add_argument("--max-connections", type=positive_int,
                         default=connections.DEFAULT_MAX_CONNECTIONS,
                         help="open connections, REST and gRPC each; a new one over it gets 503 "
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         args.server = f"http://{args.predictor_host}"
     options = server.ServerOptions(host=args.host, http_port=args.http_port,
                                    grpc_port=args.grpc_port,
-                                   max_body_bytes=args.max_body_mb << 20, verbose=args.verbose,
+                                   max_body_bytes=args.max_body_mb << 20,
+                                   max_json_bytes=args.max_json_mb << 20, verbose=args.verbose,
                                    allow_model_control=args.allow_model_control,
                                    grace_seconds=args.grace_period,
                                    limits=connections.ConnectionLimits(

@@ -36,6 +36,7 @@ from kserve.errors import InvalidInput
 from edgedigits import runtime
 from edgedigits.reading import classify
 from edgedigits.serving import metrics
+from edgedigits.serving.rest import json_tensor
 from edgedigits.tasks import MULTI, SINGLE, Task
 
 READER_NAME = "digit-reader"
@@ -94,6 +95,10 @@ def only_input(request: InferRequest, model: str, datatype: str) -> InferInput:
 
 def tensor_array(tensor: InferInput) -> np.ndarray:
     """The tensor's data as numpy, with one line saying why not (count, range, type)."""
+    if tensor.datatype != "BYTES" and tensor._raw_data is None and isinstance(tensor.data, list):
+        # gRPC's typed contents (REST JSON is converted while parsed): numpy alone would wrap
+        # 300 into a UINT8 44
+        return json_tensor(tensor.data, tensor.name, list(tensor.shape), tensor.datatype)
     try:
         return tensor.as_numpy()
     except (ValueError, TypeError, OverflowError, struct.error) as error:
@@ -104,6 +109,10 @@ def tensor_array(tensor: InferInput) -> np.ndarray:
 
 def _response(request: InferRequest, model: str, name: str, datatype: str,
               data: np.ndarray) -> InferResponse:
+    for requested in request.request_outputs or []:  # REST and gRPC alike
+        if requested.name != name:
+            raise InvalidInput(f"model {model!r} has no output {requested.name!r}; its output "
+                               f"is {name!r}")
     output = InferOutput(name, list(data.shape), datatype)
     # gRPC answers in raw_output_contents (the only place tritonclient's gRPC client reads);
     # REST starts from JSON lists, and KServe re-encodes them if the client asked for binary.

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from edgedigits.errors import UserError
 from edgedigits.serving.connections import ConnectionLimits, grpc_options, protocol_with
 from edgedigits.serving.guard import BrowserGuard, send_error
+from edgedigits.serving.rest import DEFAULT_MAX_JSON_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
@@ -45,6 +46,7 @@ class ServerOptions:
     http_port: int = DEFAULT_HTTP_PORT
     grpc_port: int = DEFAULT_GRPC_PORT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES  # JSON part: parsing it costs ~15x its size
     grpc_threads: int = 4
     verbose: bool = False
     allow_model_control: bool = False  # KServe's repository load/unload routes
@@ -234,7 +236,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
             app = import_from_string(FASTAPI_APP_IMPORT_STRING)
             # Our OIP v2 REST inference route goes before KServe's (see edgedigits.serving.rest).
-            endpoint = make_infer_endpoint(self.dataplane)
+            endpoint = make_infer_endpoint(self.dataplane, options.max_json_bytes)
             for path in ("/v2/models/{model_name}/infer",
                          "/v2/models/{model_name}/versions/{model_version}/infer"):
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
