@@ -7,6 +7,8 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
   a body over ``max_body_bytes`` is refused from its Content-Length (or while it streams in)
   with 413, a body that is not the JSON OIP v2 request (or an unknown field layout) is a 400,
   a client that goes away mid-body is logged as such;
+- connections are bounded (header size and count, slow and idle clients, pipelining, their
+  number: :mod:`edgedigits.serving.connections`, for REST and gRPC);
 - the page (``edgedigits.web``) is mounted on the same FastAPI app;
 - SIGINT/SIGTERM/SIGHUP stop accepting, let in-flight requests finish (uvicorn's and gRPC's
   graceful shutdown, up to ``grace_seconds``), and ``serve`` returns normally (exit status 0),
