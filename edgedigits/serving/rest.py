@@ -176,14 +176,19 @@ def make_infer_endpoint(dataplane, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES)
                                                      request=infer_request,
                                                      headers=dict(request.headers)))
         hang_up = asyncio.ensure_future(_client_gone(request))
-        await asyncio.wait((work, hang_up), return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait((work, hang_up), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # this handler itself was cancelled: so is the work
+            work.cancel()
+            raise
+        finally:
+            hang_up.cancel()
         if not work.done():  # nobody is waiting for the answer: stop working on it
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await work
             log.info("POST %s: client went away: request cancelled", request.url.path)
             return Response(status_code=499)
-        hang_up.cancel()
         response, _ = work.result()
         content, json_length = response.to_rest()
         if json_length is None:
