@@ -125,8 +125,8 @@ def json_tensor(data: list, name: str, shape: list[int], datatype: str) -> np.nd
                                f"{int(low) if low < limits.min else int(high)}")
     expected = int(np.prod(shape)) if shape else 1
     if values.size != expected:
-        raise InvalidInput(f"input {name!r}: {values.size} values, but shape {shape} holds "
-                           f"{expected}")
+        raise InvalidInput(f"input {name!r}: data does not match shape {shape}: "
+                           f"{values.size} values, the shape holds {expected}")
     return values.astype(dtype).reshape(shape)
 
 
