@@ -21,11 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
-import logging
-import os
-import struct
-from concurrent import futures
 from dataclasses import dataclass, field
 
 import cv2
@@ -36,7 +33,8 @@ from kserve.errors import InvalidInput
 from edgedigits import runtime
 from edgedigits.reading import classify
 from edgedigits.serving import metrics
-from edgedigits.serving.rest import json_tensor
+from edgedigits.serving.image_readers import HEAVY_THREADS, ImageReaders
+from edgedigits.serving.rest import tensor_array
 from edgedigits.tasks import MULTI, SINGLE, Task
 
 READER_NAME = "digit-reader"
@@ -48,11 +46,6 @@ RESULTS_NAME = "results"
 
 DEFAULT_MAX_BATCH = 256  # images per request to `digits` (runtime.MAX_BATCH: one inference)
 DEFAULT_MAX_IMAGES = 64  # encoded images per request to `digit-reader`
-# digit-reader requests of more images than this are "heavy": their images are read one at a
-# time (so a client that hangs up stops them between images) in their own small pool, so that
-# one-image requests never queue behind them.
-LIGHT_IMAGES = 1
-HEAVY_THREADS = max(1, (os.cpu_count() or 2) // 2)
 # Uploads are decoded with a pixel limit below the command line's: a server decodes several at
 # once, and 25 MP (a 6000 x 4000 phone photo) is more than any digit needs.
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000
@@ -91,20 +84,6 @@ def only_input(request: InferRequest, model: str, datatype: str) -> InferInput:
         raise InvalidInput(f"input {INPUT_NAME!r} of model {model!r} must be {datatype}, "
                            f"got {tensor.datatype}")
     return tensor
-
-
-def tensor_array(tensor: InferInput) -> np.ndarray:
-    """The tensor's data as numpy, with one line saying why not (count, range, type)."""
-    if tensor.datatype != "BYTES" and tensor._raw_data is None and isinstance(tensor.data, list):
-        # gRPC's typed contents (REST JSON is converted while parsed): numpy alone would wrap
-        # 300 into a UINT8 44
-        return json_tensor(tensor.data, tensor.name, list(tensor.shape), tensor.datatype)
-    try:
-        return tensor.as_numpy()
-    except (ValueError, TypeError, OverflowError, struct.error) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InvalidInput(f"input {tensor.name!r} data does not match shape {tensor.shape} "
-                           f"and datatype {tensor.datatype}: {first}") from None
 
 
 def _response(request: InferRequest, model: str, name: str, datatype: str,
@@ -313,9 +292,7 @@ class DigitReaderModel(Model):
         self.number_reader = number_reader
         self.max_images = max_images
         self.max_pixels = max_pixels
-        # Requests of several images take turns here, one image each (a FIFO queue holding at
-        # most one image per request): the loop's default executor stays free for light ones.
-        self._heavy = futures.ThreadPoolExecutor(heavy_threads, thread_name_prefix="heavy-read")
+        self._readers = ImageReaders(heavy_threads, READER_NAME)  # heavy requests in turns
         self.ready = True
 
     def load(self) -> bool:
@@ -362,20 +339,7 @@ class DigitReaderModel(Model):
         job.all_probabilities = bool_parameter(payload, "probabilities")
         encoded = [_image_bytes(element, i) for i, element in
                    enumerate(tensor_array(tensor).reshape(-1))]
-        loop = asyncio.get_running_loop()
-        if len(encoded) <= LIGHT_IMAGES:
-            read = [await loop.run_in_executor(None, self._read, data, i, job)
-                    for i, data in enumerate(encoded)]
-        else:
-            read = []
-            try:
-                for i, data in enumerate(encoded):  # a cancelled request stops here
-                    read.append(await loop.run_in_executor(self._heavy, self._read, data, i, job))
-            except asyncio.CancelledError:
-                logging.getLogger("edgedigits.serving").info(
-                    "%s: the client went away: stopped after %d of %d images", self.name,
-                    len(read), len(encoded))
-                raise
+        read = await self._readers.read_all(functools.partial(self._read, job=job), encoded)
         for i, (prepared, error) in enumerate(read):
             name = f"{INPUT_NAME}[{i}]"
             if error is not None and error != classify.NO_DIGIT:
@@ -384,7 +348,7 @@ class DigitReaderModel(Model):
             job.prepared.append(prepared)
         return job
 
-    def _read(self, data: bytes, index: int, job: ReaderJob):
+    def _read(self, data: bytes, index: int, *, job: ReaderJob):
         return classify.prepare_bytes(data, f"{INPUT_NAME}[{index}]", job.task, job.mode,
                                       max_pixels=self.max_pixels)
 

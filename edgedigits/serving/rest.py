@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 
 import numpy as np
 import orjson
@@ -128,6 +129,19 @@ def json_tensor(data: list, name: str, shape: list[int], datatype: str) -> np.nd
         raise InvalidInput(f"input {name!r}: data does not match shape {shape}: "
                            f"{values.size} values, the shape holds {expected}")
     return values.astype(dtype).reshape(shape)
+
+
+def tensor_array(tensor: InferInput) -> np.ndarray:
+    """The tensor's data as numpy, with one line saying why not (count, range, type)."""
+    if tensor.datatype != "BYTES" and tensor._raw_data is None and isinstance(tensor.data, list):
+        # gRPC's typed contents (REST's JSON is converted as it is parsed)
+        return json_tensor(tensor.data, tensor.name, list(tensor.shape), tensor.datatype)
+    try:
+        return tensor.as_numpy()
+    except (ValueError, TypeError, OverflowError, struct.error) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidInput(f"input {tensor.name!r} data does not match shape {tensor.shape} "
+                           f"and datatype {tensor.datatype}: {first}") from None
 
 
 _NUMPY_TYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
