@@ -48,6 +48,13 @@ def _same_path(a: Path, b: Path) -> bool:
     return a.absolute().resolve() == b.absolute().resolve()
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies under the existing folder ``folder`` (links resolved)."""
+    if not folder.is_dir():
+        return False
+    return folder.absolute().resolve() in path.absolute().resolve().parents
+
+
 def check_outputs(files: Mapping[str, str | os.PathLike | None] | None = None,
                   folders: Mapping[str, str | os.PathLike | None] | None = None,
                   inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
@@ -55,7 +62,8 @@ def check_outputs(files: Mapping[str, str | os.PathLike | None] | None = None,
 
     ``files``/``folders``/``inputs`` map a flag name (for the message) to the path it was given
     (``None`` = not given). Refused: an empty path; a file output that is an existing folder; a
-    folder output that is an existing file; an output that is one of the inputs; two outputs
+    folder output that is an existing file; an output that is one of the inputs, or inside an
+    input folder (a report written into a labelled set is read as data next time); two outputs
     naming the same path. Overwriting an existing file of the same kind stays allowed.
     """
     files = {flag: path for flag, path in (files or {}).items() if path is not None}
@@ -76,6 +84,10 @@ def check_outputs(files: Mapping[str, str | os.PathLike | None] | None = None,
             if _same_path(Path(path), Path(input_path)):
                 raise UserError(f"{flag} {path} is the input ({input_flag}); writing it would "
                                 "destroy the input: choose another name")
+            if _inside(Path(path), Path(input_path)):
+                raise UserError(f"{flag} {path} is inside the input folder {input_path} "
+                                f"({input_flag}); what it writes would be read as input next "
+                                "time: choose a folder outside it")
     for k, (flag, path) in enumerate(outputs):
         for other_flag, other in outputs[k + 1:]:
             if _same_path(Path(path), Path(other)):

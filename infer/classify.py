@@ -23,7 +23,7 @@ from pathlib import Path
 from edgedigits import cli
 from edgedigits.cli import ArgumentParser, run
 from edgedigits.errors import UserError
-from edgedigits.files import ensure_writable_dir
+from edgedigits.files import check_outputs, ensure_writable_dir
 from edgedigits.reading import classify, evaluate
 from edgedigits.tasks import MULTI, SINGLE, kinds_for
 
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("give at least one image, folder or glob (or --eval DIR)")
     if args.output and not args.eval:
         raise UserError("--output is for --eval (where to write confusion_matrix.png)")
+    check_outputs(folders={"--output": args.output}, inputs={"--eval": args.eval})
     output = ensure_writable_dir(args.output) if args.output else None
 
     # 2. Load the model: one that reads single digits, or for whole numbers (--multi, a numbers

@@ -30,9 +30,9 @@ ASYNC_JOBS = 4
 
 from edgedigits import cli, contract, runtime  # noqa: E402
 from edgedigits import model_repository as repository  # noqa: E402
-from edgedigits.cli import ArgumentParser, positive_int, run  # noqa: E402
+from edgedigits.cli import ArgumentParser, positive_float, positive_int, run  # noqa: E402
 from edgedigits.errors import UserError  # noqa: E402
-from edgedigits.serving import server, workers  # noqa: E402
+from edgedigits.serving import connections, server, workers  # noqa: E402
 from edgedigits.tasks import MULTI, SINGLE, kinds_for  # noqa: E402
 
 
@@ -77,6 +77,26 @@ def build_parser() -> ArgumentParser:
     limits.add_argument("--max-image-pixels", type=positive_int, default=25_000_000,
                         help="pixels of one uploaded image, checked before decoding "
                              "(default: 25,000,000)")
+    limits.add_argument("--max-json-mb", type=positive_int, default=4,
+                        help="JSON part of a REST request in MiB (a whole JSON body, or the "
+                             "binary extension's header; it is parsed on the event loop): 413 "
+                             "over it (default: 4)")
+    limits.add_argument("--max-connections", type=positive_int,
+                        default=connections.DEFAULT_MAX_CONNECTIONS,
+                        help="open connections, REST and gRPC each; a new one over it gets 503 "
+                             f"(default: {connections.DEFAULT_MAX_CONNECTIONS})")
+    limits.add_argument("--max-header-kb", type=positive_int,
+                        default=connections.DEFAULT_MAX_HEADER_BYTES >> 10,
+                        help="REST request line and headers, in KiB: 431 over it (default: "
+                             f"{connections.DEFAULT_MAX_HEADER_BYTES >> 10})")
+    limits.add_argument("--header-timeout", type=positive_float,
+                        default=connections.DEFAULT_HEADER_TIMEOUT, metavar="SECONDS",
+                        help="for a whole request head, or between body bytes: 408 or closed "
+                             f"after it (default: {connections.DEFAULT_HEADER_TIMEOUT:g})")
+    limits.add_argument("--idle-timeout", type=positive_float,
+                        default=connections.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                        help="a kept-alive connection waiting for its next request is closed "
+                             f"after it (default: {connections.DEFAULT_IDLE_TIMEOUT:g})")
     cli.add_runtime_arguments(parser)
     parser.add_argument("--model-version-policy", type=repository.parse_policy,
                         default=repository.VersionPolicy(), metavar="POLICY",
@@ -113,10 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         args.server = f"http://{args.predictor_host}"
     options = server.ServerOptions(host=args.host, http_port=args.http_port,
                                    grpc_port=args.grpc_port,
-                                   max_body_bytes=args.max_body_mb << 20, verbose=args.verbose,
+                                   max_body_bytes=args.max_body_mb << 20,
+                                   max_json_bytes=args.max_json_mb << 20, verbose=args.verbose,
                                    allow_model_control=args.allow_model_control,
                                    grace_seconds=args.grace_period,
-                                   reuse_port=args.worker is not None)
+                                   reuse_port=args.worker is not None,
+                                   limits=connections.ConnectionLimits(
+                                       max_header_bytes=args.max_header_kb << 10,
+                                       header_timeout=args.header_timeout,
+                                       idle_timeout=args.idle_timeout,
+                                       max_connections=args.max_connections))
     if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
         raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
                         "and kserve cannot share one process)")

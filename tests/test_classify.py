@@ -308,6 +308,23 @@ def test_eval_reports_accuracy_per_digit_confusion_and_misreads(ir_models_dir, l
     assert "notes.txt" in text.stdout  # the skipped file is named, not silently dropped
 
 
+def test_eval_output_inside_the_set_is_refused(ir_models_dir, tmp_path):
+    labelled = tmp_path / "set"
+    (labelled / "3").mkdir(parents=True)
+    cv2.imwrite(str(labelled / "3" / "a.png"), np.zeros((28, 28), np.uint8))
+    before = sorted(p.relative_to(labelled) for p in labelled.rglob("*"))
+    for output, expected in ((labelled / "3", "inside the input folder"),
+                             (labelled / "report" / "new", "inside the input folder"),
+                             (labelled, "is the input (--eval)")):
+        result = run_command(SCRIPT, "--eval", str(labelled), "--output", str(output),
+                             env=_env(ir_models_dir))
+        assert result.returncode == 2, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "--output" in lines[0], result.stderr
+        assert result.stdout == ""
+    assert sorted(p.relative_to(labelled) for p in labelled.rglob("*")) == before  # untouched
+
+
 def test_eval_bad_folders(ir_models_dir, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()

@@ -54,6 +54,36 @@ def _patch(data: bytes, offset: int, value: bytes) -> bytes:
     return data[:offset] + value + data[offset + len(value):]
 
 
+def many_scans_jpeg(side: int, scans: int) -> bytes:
+    """A gray progressive JPEG (``side`` x ``side``) with ``scans`` more AC refinement scans after
+    its own: each is ~20 bytes (one end-of-band run over every block, from a Huffman table added
+    for it) and costs the decoder a pass over every block (2000 x 2000, 2,000 scans: 56 KB,
+    ~8 s of CPU here before the fix)."""
+    image = np.full((side, side), 200, np.uint8)
+    cv2.putText(image, "7", (side // 3, side * 3 // 4), cv2.FONT_HERSHEY_SIMPLEX, side / 50, 0,
+                max(1, side // 16))
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    component = data[data.index(b"\xff\xc2") + 10]
+    blocks = ((side + 7) // 8) ** 2
+    bits = ""
+    while blocks >= 16384:  # symbol 0xE0, code 0: a run of 2^14 + (14 bits) blocks
+        run = min(blocks, 32767)
+        bits += "0" + format(run - 16384, "014b")
+        blocks -= run
+    rest = max(blocks.bit_length() - 1, 0)  # symbol r<<4, code 10: 2^r + (r bits) blocks
+    if blocks:
+        bits += "10" + (format(blocks - (1 << rest), f"0{rest}b") if rest else "")
+    bits += "1" * (-len(bits) % 8)
+    entropy = bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+    table = (b"\xff\xc4" + struct.pack(">HB", 21, 0x11) + bytes([1, 1] + [0] * 14)
+             + bytes([0xE0, rest << 4]))
+    # SOS: one component, DC table 0 / AC table 1, coefficients 1-63, Ah=1 Al=0 (refinement)
+    scan = (b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, component, 0x01, 1, 63, 0x10)
+            + entropy.replace(b"\xff", b"\xff\x00"))
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + table + scan * scans + data[end:]
+
+
 def hostile_images(folder: Path) -> dict[str, Path]:
     """name -> file. Every one must be refused (UserError) cheaply."""
     small = np.zeros((64, 64, 3), np.uint8)
@@ -86,6 +116,11 @@ def hostile_images(folder: Path) -> dict[str, Path]:
     tiff = _encoded(".tiff", small)
     files["tiff-header-only.tiff"] = tiff[:12]
     files["text-named.png"] = b"this is not an image\n"
+    # cheap to send, expensive to decode: CPU time, not memory
+    files["jpeg-2000-scans.jpg"] = many_scans_jpeg(2000, 2000)
+    png = _encoded(".png", gray)
+    files["png-200000-chunks.png"] = (png[:33] + _png_chunk(b"tEXt", b"a\0b") * 200_000
+                                      + png[33:])
     paths = {}
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -137,12 +172,44 @@ def hostile(tmp_path_factory):
     "png-16bit-rgba-9000.png", "png-rgb-9000.png", "png-forged-idat-length.png",
     "jpeg-60000.jpg", "gif-65535.gif",
     "bmp-40000.bmp", "webp-16384.webp", "sun-raster-32000.ras", "pgm-30000.pgm",
-    "tiff-header-only.tiff", "text-named.png", "sparse-1.5GB.png",
+    "tiff-header-only.tiff", "text-named.png", "sparse-1.5GB.png", "jpeg-2000-scans.jpg",
+    "png-200000-chunks.png",
 ])
 def test_a_hostile_image_is_refused_in_bounded_memory(hostile, name):
     measured = probe(hostile[name])
     assert measured["outcome"].startswith("refused"), measured
     assert measured["peak_mb"] < PEAK_LIMIT_MB, measured
+
+
+def test_jpeg_scans_are_counted_and_ordinary_progressive_jpegs_read(tmp_path):
+    assert decode.jpeg_scans(many_scans_jpeg(64, 0)) == 6  # OpenCV's gray progressive script
+    assert decode.jpeg_scans(many_scans_jpeg(64, 100)) == 106
+    color = np.zeros((3000, 4000, 3), np.uint8)
+    cv2.putText(color, "42", (900, 2200), cv2.FONT_HERSHEY_SIMPLEX, 60, (255, 255, 255), 200)
+    progressive = cv2.imencode(".jpg", color, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert decode.jpeg_scans(progressive) == 10
+    # a 12 MP progressive photo is read, by the command line and by the server's pixel limit
+    assert decode.decode(progressive, "photo.jpg").original_size == (4000, 3000)
+    assert decode.decode(progressive, "photo.jpg", max_pixels=25_000_000).format == "JPEG"
+    # the server's 25 MP limit allows 10 scans at 25 MP, 20 at 12 MP: 21 here are refused
+    twenty_one = many_scans_jpeg(3500, 15)
+    with pytest.raises(UserError, match="in 21 scans, over the limit of 20 at that size"):
+        decode.decode(twenty_one, "x.jpg", max_pixels=25_000_000)
+
+
+def test_classify_refuses_a_jpeg_of_thousands_of_scans_in_one_line(ir_models_dir, tmp_path):
+    from conftest import run_command
+    from edgedigits import contract
+
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(many_scans_jpeg(2000, 2000))
+    assert path.stat().st_size < 100_000
+    result = run_command("infer/classify.py", str(path),
+                         env={contract.MODELS_DIR_ENV: str(ir_models_dir)})
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "scans" in line]
+    assert len(said) == 1 and "2006 scans, over the limit of 32" in said[0], result
 
 
 def _write_big_images(folder: Path) -> dict[str, Path]:

@@ -9,11 +9,15 @@ Every server here is a real ``infer/serve.py`` on free loopback ports (tests/tes
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import statistics
 import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -406,3 +410,221 @@ def digits_scene(mnist) -> bytes:
     scene = paper_scene([mnist.x_test[i] for i in range(3)], [(75, 300), (550, 250), (1025, 325)],
                         size=(1000, 1500), digit_px=225, seed=3, grain=0)
     return cv2.imencode(".jpg", cv2.resize(scene, (6000, 4000)))[1].tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Heavy digit-reader requests: cancelled when their client hangs up, never ahead of light ones
+
+
+def _cpu_seconds(server) -> float:
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_until_idle(server, timeout: float = 180) -> None:
+    """Until the server spends (almost) no CPU for a second: start-up compilation, a request
+    still being read."""
+    deadline = time.monotonic() + timeout
+    before = _cpu_seconds(server)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = _cpu_seconds(server)
+        if now - before < 0.1:
+            return
+        before = now
+    raise AssertionError("the server never went idle")
+
+
+@pytest.mark.slow
+def test_a_request_whose_client_hangs_up_stops_between_images(fp32_ir, digits_scene, mnist):
+    running = Server("--model", str(fp32_ir), "--verbose")
+    try:
+        request, headers = _bytes_request([digits_scene] * 32)
+        _wait_until_idle(running)
+        before = _cpu_seconds(running)
+        got, answer = running.request("POST", "/v2/models/digit-reader/infer", request, headers)
+        assert got == 200, answer
+        _wait_until_idle(running)
+        whole = _cpu_seconds(running) - before
+
+        before = _cpu_seconds(running)
+        with socket.create_connection(("127.0.0.1", running.http_port), timeout=30) as raw:
+            raw.sendall(b"POST /v2/models/digit-reader/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+                        + f"Content-Length: {len(request)}\r\n\r\n".encode() + request)
+            _wait_until_reading(running, requests=2)
+        _wait_until_idle(running)
+        hung_up = _cpu_seconds(running) - before
+        assert hung_up < whole / 2, (hung_up, whole)
+        deadline = time.monotonic() + 10
+        while not any("client went away" in line for line in running.stderr):
+            assert time.monotonic() < deadline, running.stderr[-20:]
+            time.sleep(0.1)
+        _still_serving(running, mnist)
+    finally:
+        assert running.stop() == 0
+
+
+def _timed(server, path: str, body: bytes, headers: dict | None = None) -> float:
+    started = time.perf_counter()
+    got, answer = server.request("POST", path, body, headers)
+    assert got == 200, answer
+    return time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def progressive_scene(mnist) -> bytes:
+    """The 24 MP scene as a progressive JPEG (10 scans): ~0.3 s to decode alone here, where
+    the baseline one decodes reduced in ~0.02 s."""
+    import cv2
+
+    scene = paper_scene([mnist.x_test[i] for i in range(3)], [(75, 300), (550, 250), (1025, 325)],
+                        size=(1000, 1500), digit_px=225, seed=3, grain=0)
+    return cv2.imencode(".jpg", cv2.resize(scene, (6000, 4000)),
+                        [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+
+
+@pytest.mark.slow
+def test_one_image_requests_are_answered_while_heavy_requests_run(fp32_ir, progressive_scene,
+                                                                   mnist):
+    running = Server("--model", str(fp32_ir))
+    try:
+        light, light_headers = _bytes_request([_png(mnist.x_test[0])])
+        heavy, heavy_headers = _bytes_request([progressive_scene] * 16)
+        reader, digits = "/v2/models/digit-reader/infer", "/v2/models/digits/infer"
+        one = _valid_json_request(mnist)
+
+        def one_image_waits() -> tuple[float, float]:
+            reader_waits, digits_waits = [], []
+            for _ in range(5):
+                reader_waits.append(_timed(running, reader, light, light_headers))
+                digits_waits.append(_timed(running, digits, one))
+            return statistics.median(reader_waits), statistics.median(digits_waits)
+
+        one_image_waits()  # first requests: compile, caches
+        alone = one_image_waits()
+        assert running.request("POST", reader, heavy, heavy_headers)[0] == 200
+        stop = threading.Event()
+        answered = []
+
+        def heavy_client():
+            while not stop.is_set():
+                answered.append(running.request("POST", reader, heavy, heavy_headers)[0])
+
+        clients = [threading.Thread(target=heavy_client) for _ in range(3)]
+        for client in clients:
+            client.start()
+        try:
+            _wait_until_reading(running, requests=5 + 5 + 1 + 3)  # and the 3 heavy clients'
+            loaded = one_image_waits()
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(timeout=300)
+        print(f"one image alone: digit-reader {alone[0]:.3f} s, digits {alone[1]:.3f} s; "
+              f"beside 3 clients of 16 progressive 24 MP JPEGs: {loaded[0]:.3f} s, "
+              f"{loaded[1]:.3f} s")
+        # Before, a one-image request queued behind every image of the three heavy requests
+        # (seconds); now it waits for none of them, only shares the CPU.
+        for model, before, during in zip((reader, digits), alone, loaded, strict=True):
+            assert during < 10 * before + 1.0, (model, before, during)
+        assert answered and set(answered) == {200}, answered
+        _still_serving(running, mnist)
+    finally:
+        assert running.stop() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# JSON: a size of its own; REST and gRPC read tensors alike
+
+
+def test_a_json_body_over_the_json_limit_is_413_before_it_is_read(server, mnist):
+    from test_serving import _raw_exchange
+
+    five_mib = 5 << 20  # under the 32 MiB body limit, over the 4 MiB JSON one
+    for extra in (b"Content-Type: application/json\r\n",
+                  b"Inference-Header-Content-Length: %d\r\n" % five_mib):
+        answer = _raw_exchange(server.http_port, b"POST /v2/models/digits/infer HTTP/1.1\r\n"
+                               b"Host: 127.0.0.1\r\n" + extra
+                               + b"Content-Length: %d\r\n\r\n" % (five_mib + 8) + b'{"inputs"')
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert b" 413 " in status_line, answer[:300]
+        assert b"--max-json-mb" in rest and b"binary" in rest
+        _still_serving(server, mnist)
+    # a JSON batch of 64 images (0.3 MiB) is still JSON's to send
+    images = mnist.x_test[:64, :, :, None]
+    body = json.dumps({"inputs": [{"name": "images", "shape": list(images.shape),
+                                   "datatype": "UINT8", "data": images.tolist()}]}).encode()
+    got, answer = server.request("POST", "/v2/models/digits/infer", body)
+    assert got == 200 and answer["outputs"][0]["shape"] == [64, 10], answer
+
+
+def _json_request(data, datatype: str = "UINT8", outputs: list | None = None) -> bytes:
+    request = {"inputs": [{"name": "images", "shape": [1, 28, 28, 1], "datatype": datatype,
+                           "data": data}]}
+    if outputs is not None:
+        request["outputs"] = [{"name": name} for name in outputs]
+    return json.dumps(request).encode()
+
+
+def test_uint8_json_data_must_be_integers_in_range(server, mnist):
+    pixels = mnist.x_test[0].reshape(-1).tolist()
+    for bad, said in ((1.5, "must be integers, got 1.5"), ("7", "must be integers, got '7'"),
+                      (300, "within 0..255, got 300"), (-1, "within 0..255, got -1")):
+        got, answer = server.request("POST", "/v2/models/digits/infer",
+                                     _json_request([bad, *pixels[1:]]))
+        _one_line_refusal(answer, 400, got, said)
+    got, answer = server.request("POST", "/v2/models/digits/infer", _json_request(pixels[:-1]))
+    _one_line_refusal(answer, 400, got, "783 values, the shape holds 784")
+    _still_serving(server, mnist)
+
+
+def _grpc_infer(server, datatype: str, contents: list[int] | None = None,
+                raw: bytes | None = None, outputs: list[str] = ()):
+    """A ModelInfer call built by hand (tritonclient always sends raw bytes, upper case)."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb  # the OIP v2 protos (KServe's clash with
+    from tritonclient.grpc import service_pb2_grpc as stubs  # these in one process)
+
+    tensor = pb.ModelInferRequest.InferInputTensor(name="images", datatype=datatype,
+                                                   shape=[1, 28, 28, 1])
+    request = pb.ModelInferRequest(model_name="digits", inputs=[tensor])
+    if contents is not None:
+        request.inputs[0].contents.uint_contents.extend(contents)
+    else:
+        request.raw_input_contents.append(raw)
+    for name in outputs:
+        request.outputs.add(name=name)
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        try:
+            stubs.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
+        except grpc.RpcError as error:
+            return error.code().name, error.details()
+    return "OK", ""
+
+
+def test_rest_and_grpc_agree_on_datatypes_outputs_and_values(server, mnist):
+    pixels = mnist.x_test[0].reshape(-1)
+    raw = pixels.astype(np.uint8).tobytes()
+    # lower-case datatypes: refused by both (OIP v2 names them in upper case)
+    got, answer = server.request("POST", "/v2/models/digits/infer",
+                                 _json_request(pixels.tolist(), "uint8"))
+    _one_line_refusal(answer, 400, got, "upper case")
+    code, details = _grpc_infer(server, "uint8", raw=raw)  # KServe's own decoding refuses it
+    assert code == "INVALID_ARGUMENT", (code, details)
+    # an output the model does not have: refused by both, with the same words
+    got, answer = server.request("POST", "/v2/models/digits/infer",
+                                 _json_request(pixels.tolist(), outputs=["logits"]))
+    _one_line_refusal(answer, 400, got, "has no output 'logits'; its output is 'probabilities'")
+    code, details = _grpc_infer(server, "UINT8", raw=raw, outputs=["logits"])
+    assert code == "INVALID_ARGUMENT" and "has no output 'logits'" in details, (code, details)
+    # asking for the one it has is fine
+    got, answer = server.request("POST", "/v2/models/digits/infer",
+                                 _json_request(pixels.tolist(), outputs=["probabilities"]))
+    assert got == 200, answer
+    assert _grpc_infer(server, "UINT8", raw=raw, outputs=["probabilities"]) == ("OK", "")
+    # a value out of UINT8's range in gRPC's typed contents: refused as in JSON
+    code, details = _grpc_infer(server, "UINT8", contents=[300, *pixels[1:].tolist()])
+    assert code == "INVALID_ARGUMENT" and "within 0..255, got 300" in details, (code, details)
+    assert _grpc_infer(server, "UINT8", contents=pixels.tolist()) == ("OK", "")
+    _still_serving(server, mnist)

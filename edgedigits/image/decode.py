@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import sys
 import threading
@@ -50,6 +51,14 @@ MAX_DECODE_BYTES = 200 * 1024 * 1024
 # grows with it: 64 MiB took ~2.5 s on this shared 2-core machine): an 8-bit RGBA PNG of
 # 16 megapixels, an 8-bit RGB one of 22, a 16-bit RGB one of 11.
 MAX_INFLATE_BYTES = 64 * 1024 * 1024
+# A JPEG's decoder passes over every block once per scan (progressive JPEGs have about 10; one
+# can repeat a scan thousands of times in a few bytes each: 56 KB took 8 s here). Refused: more
+# scans than this, or scans x pixels over the cost of the biggest image allowed with 10 scans.
+MAX_JPEG_SCANS = 32
+JPEG_SCANS_AT_MAX_PIXELS = 10
+# A PNG's chunks are walked before decoding; files cut into more chunks than this are refused
+# (a 100 MB image in libpng's usual 8 KiB IDAT chunks has ~13,000).
+MAX_PNG_CHUNKS = 100_000
 # Refuse files larger than this before reading them whole.
 MAX_FILE_BYTES = 100 * 1024 * 1024
 # Bytes read first: the header (a JPEG's frame size may follow up to 64 KiB of EXIF).
@@ -188,6 +197,8 @@ def decode_image(data: bytes, name: str = "image",
 def _decode_checked(data: bytes, name: str, max_pixels: int, header: Header) -> DecodedImage:
     if header.format == "PNG":
         _check_png_chunks(data, name)
+    elif header.format == "JPEG":
+        _check_jpeg_scans(data, name, header, max_pixels)
     flags = header.flags
     buffer = np.frombuffer(data, np.uint8)
     try:
@@ -348,7 +359,12 @@ def _png_header(data: bytes) -> Header:
 def _check_png_chunks(data: bytes, name: str) -> None:
     """A chunk whose length runs past the end of the file is a lie the decoder would allocate."""
     position = len(_PNG)
+    chunks = 0
     while position + 8 <= len(data):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise UserError(f"{name}: PNG cut into more than {MAX_PNG_CHUNKS:,} chunks "
+                            "(refused: reading them would take too long)")
         (length,) = struct.unpack(">I", data[position : position + 4])
         kind = data[position + 4 : position + 8]
         if position + 12 + length > len(data):
@@ -382,6 +398,47 @@ def _jpeg_header(data: bytes) -> Header | None:
             return Header("JPEG", width, height, decoded, flags)
         position += 2 + length
     return None
+
+
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # ends a scan's entropy-coded data
+
+
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS segments) a JPEG holds, from its segment lengths (a thumbnail's
+    inside APP1 is skipped); entropy-coded data holds no marker but RSTn (0xFF is stuffed)."""
+    scans = 0
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            break
+        marker = data[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        position += 2 + length
+        if marker == 0xDA:
+            scans += 1
+            following = _JPEG_MARKER.search(data, position)
+            if following is None:
+                break
+            position = following.start()
+    return scans
+
+
+def _check_jpeg_scans(data: bytes, name: str, header: Header, max_pixels: int) -> None:
+    scans = jpeg_scans(data)
+    pixels = header.width * header.height
+    allowed = min(MAX_JPEG_SCANS, max(1, JPEG_SCANS_AT_MAX_PIXELS * max_pixels // pixels))
+    if scans > allowed:
+        raise UserError(f"{name}: JPEG of {header.width}x{header.height} in {scans} scans, over "
+                        f"the limit of {allowed} at that size (its decode would take too long; "
+                        "re-save it as a baseline JPEG or PNG)")
 
 
 def _jpeg_flags(width: int, height: int) -> tuple[int, int]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 
 import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
@@ -27,6 +26,7 @@ from kserve.errors import InvalidInput
 
 from edgedigits import runtime
 from edgedigits.serving import metrics
+from edgedigits.serving.rest import tensor_array
 
 READER_NAME = "digit-reader"
 TENSORFLOW_NAME = "digits-tf"
@@ -77,18 +77,12 @@ def only_input(request: InferRequest, model: str, datatype: str) -> InferInput:
     return tensor
 
 
-def tensor_array(tensor: InferInput) -> np.ndarray:
-    """The tensor's data as numpy, with one line saying why not (count, range, type)."""
-    try:
-        return tensor.as_numpy()
-    except (ValueError, TypeError, OverflowError, struct.error) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InvalidInput(f"input {tensor.name!r} data does not match shape {tensor.shape} "
-                           f"and datatype {tensor.datatype}: {first}") from None
-
-
 def infer_response(request: InferRequest, model: str, name: str, datatype: str,
-              data: np.ndarray, version: str | None = None) -> InferResponse:
+                   data: np.ndarray, version: str | None = None) -> InferResponse:
+    for requested in request.request_outputs or []:  # REST and gRPC alike
+        if requested.name != name:
+            raise InvalidInput(f"model {model!r} has no output {requested.name!r}; its output "
+                               f"is {name!r}")
     output = InferOutput(name, list(data.shape), datatype)
     # gRPC answers in raw_output_contents (the only place tritonclient's gRPC client reads);
     # REST starts from JSON lists, and KServe re-encodes them if the client asked for binary.

@@ -7,6 +7,8 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
   a body over ``max_body_bytes`` is refused from its Content-Length (or while it streams in)
   with 413, a body that is not the JSON OIP v2 request (or an unknown field layout) is a 400,
   a client that goes away mid-body is logged as such;
+- connections are bounded (header size and count, slow and idle clients, pipelining, their
+  number: :mod:`edgedigits.serving.connections`, for REST and gRPC);
 - the page (``edgedigits.web``) is mounted on the same FastAPI app;
 - SIGINT/SIGTERM/SIGHUP stop accepting, let in-flight requests finish (uvicorn's and gRPC's
   graceful shutdown, up to ``grace_seconds``), and ``serve`` returns normally (exit status 0),
@@ -26,10 +28,12 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgedigits.errors import UserError
+from edgedigits.serving.connections import ConnectionLimits, grpc_options, protocol_with
 from edgedigits.serving.guard import BrowserGuard, send_error
+from edgedigits.serving.rest import DEFAULT_MAX_JSON_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8080
@@ -44,11 +48,13 @@ class ServerOptions:
     http_port: int = DEFAULT_HTTP_PORT
     grpc_port: int = DEFAULT_GRPC_PORT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES  # JSON part: parsing it costs ~15x its size
     grpc_threads: int = 4
     verbose: bool = False
     allow_model_control: bool = False  # KServe's repository load/unload routes
     grace_seconds: int = GRACE_SECONDS  # for requests in flight when asked to stop
     reuse_port: bool = False  # one of serve.py --workers N: the ports are shared (SO_REUSEPORT)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # headers, timeouts
 
 
 def check_ports_free(host: str, ports: list[int]) -> None:
@@ -256,7 +262,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
 
             app = import_from_string(FASTAPI_APP_IMPORT_STRING)
             # Our OIP v2 REST inference route goes before KServe's (see edgedigits.serving.rest).
-            endpoint = make_infer_endpoint(self.dataplane)
+            endpoint = make_infer_endpoint(self.dataplane, options.max_json_bytes)
             for path in ("/v2/models/{model_name}/infer",
                          "/v2/models/{model_name}/versions/{model_version}/infer"):
                 app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
@@ -277,6 +283,9 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
                 self.http_port, grace_period=options.grace_seconds, event_loop="asyncio")
             self._rest_server.config.host = options.host
+            # header size and count, slow and idle clients, pipelining, connections
+            self._rest_server.config.http = protocol_with(options.limits)
+            self._rest_server.config.timeout_keep_alive = options.limits.idle_timeout
             self._rest_server.config.access_log = options.verbose
             if os.environ.get("EDGEDIGITS_EVENT_LOOP", "uvloop") == "uvloop":
                 import uvloop  # a kserve dependency: libuv's loop, faster HTTP and gRPC I/O
@@ -297,7 +306,8 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
                               OneLineErrors()),
                 options=[("grpc.max_send_message_length", options.max_body_bytes),
                          ("grpc.max_receive_message_length", options.max_body_bytes),
-                         ("grpc.so_reuseport", int(options.reuse_port))])
+                         ("grpc.so_reuseport", int(options.reuse_port)),
+                         *grpc_options(options.limits)])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
                 VersionedServicer(self.dataplane, self.model_repository_extension), self._grpc)
             host = f"[{options.host}]" if ":" in options.host else options.host

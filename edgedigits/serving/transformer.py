@@ -10,12 +10,11 @@ starts reads all of it), or with ``serve.py --server URL`` a remote OIP v2 serve
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextvars
+import functools
 import json
-import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,6 +25,7 @@ from kserve.model import InferenceVerb
 
 from edgedigits.reading import classify
 from edgedigits.serving import metrics
+from edgedigits.serving.image_readers import HEAVY_THREADS, ImageReaders
 from edgedigits.serving.models import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_IMAGES,
@@ -36,8 +36,8 @@ from edgedigits.serving.models import (
     bool_parameter,
     infer_response,
     only_input,
-    tensor_array,
 )
+from edgedigits.serving.rest import tensor_array
 from edgedigits.tasks import MULTI, SINGLE, Task
 
 # The predictor version a digit-reader request reads with, chosen when the request starts.
@@ -85,15 +85,15 @@ class DigitReaderModel(Model):
     def __init__(self, predictor: DigitsModel, tensorflow: DigitsModel | None = None, *,
                  number_reader: DigitsModel | None = None,
                  max_images: int = DEFAULT_MAX_IMAGES,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, decoders: int = 2) -> None:
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 heavy_threads: int = HEAVY_THREADS) -> None:
         super().__init__(READER_NAME)
         self.predictor = predictor
         self.tensorflow = tensorflow
         self.number_reader = number_reader
         self.max_images = max_images
         self.max_pixels = max_pixels
-        # Decoding is the heavy part (up to max_pixels each): at most this many at once.
-        self._decoding = threading.BoundedSemaphore(decoders)
+        self._readers = ImageReaders(heavy_threads, READER_NAME)  # heavy requests in turns
         self.ready = True
 
     def load(self) -> bool:
@@ -152,9 +152,7 @@ class DigitReaderModel(Model):
         job.all_probabilities = bool_parameter(payload, "probabilities")
         encoded = [_image_bytes(element, i) for i, element in
                    enumerate(tensor_array(tensor).reshape(-1))]
-        loop = asyncio.get_running_loop()
-        read = await asyncio.gather(*(loop.run_in_executor(None, self._read, data, i, job)
-                                      for i, data in enumerate(encoded)))
+        read = await self._readers.read_all(functools.partial(self._read, job=job), encoded)
         for i, (prepared, error) in enumerate(read):
             name = f"{INPUT_NAME}[{i}]"
             if error is not None and error != classify.NO_DIGIT:
@@ -163,10 +161,9 @@ class DigitReaderModel(Model):
             job.prepared.append(prepared)
         return job
 
-    def _read(self, data: bytes, index: int, job: ReaderJob):
-        with self._decoding:
-            return classify.prepare_bytes(data, f"{INPUT_NAME}[{index}]", job.task, job.mode,
-                                          max_pixels=self.max_pixels)
+    def _read(self, data: bytes, index: int, *, job: ReaderJob):
+        return classify.prepare_bytes(data, f"{INPUT_NAME}[{index}]", job.task, job.mode,
+                                      max_pixels=self.max_pixels)
 
     # -- 2. predict: the predictor (in process, or remote over OIP v2)
 
