@@ -218,12 +218,15 @@ def to_mnist_format(image: np.ndarray, dark_ink: bool | None = None) -> np.ndarr
     return mask_to_mnist(mask)
 
 
-def with_margin(gray: np.ndarray, fraction: float = TIGHT_MARGIN) -> np.ndarray:
+def with_margin(gray: np.ndarray, fraction: float = TIGHT_MARGIN,
+                margin: int | None = None) -> np.ndarray:
     """``gray`` inside a margin of its own paper (the median of its border pixels: the paper,
-    even where ink touches the edge), ``fraction`` of its longer side wide."""
+    even where ink touches the edge), ``fraction`` of its longer side wide (or ``margin``
+    pixels)."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float32)
     level = float(np.median(border))
-    margin = max(2, int(round(fraction * max(gray.shape))))
+    if margin is None:
+        margin = max(2, int(round(fraction * max(gray.shape))))
     padded = cv2.copyMakeBorder(gray, margin, margin, margin, margin, cv2.BORDER_CONSTANT,
                                 value=int(round(level)))
     # The margin gets the paper's own grain (robust sigma of the border), so that the blank
