@@ -133,6 +133,21 @@ def test_a_tight_crop_of_a_number_is_one_line_with_the_digits_at_its_edges(mnist
     assert x <= 2 and x + w >= tight.shape[1] - 2, (lines[0].box, tight.shape)
 
 
+def test_scanned_amounts_are_cut_tight_and_found_as_one_line(mnist):
+    # the training lines that look like cheque amounts: most touch their crop's top or bottom
+    # (a tight amount field), and the line finder still takes nearly all of them as one line
+    rng = np.random.default_rng(0)
+    touching = one_line = 0
+    for _ in range(40):
+        digits = mnist.x_train[rng.integers(0, 1000, int(rng.integers(2, 7)))]
+        scan = render.scanned_amount(digits, rng, height=int(rng.integers(30, 90)))
+        ink = scan < np.median(scan) - 40
+        touching += bool(ink[0].any() or ink[-1].any())
+        one_line += len(sequence.find_lines(scan)) == 1
+    assert touching >= 15, touching
+    assert one_line >= 36, one_line
+
+
 # --------------------------------------------------------------------------------------------
 # Decoding
 
