@@ -87,7 +87,7 @@ def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
     for a large photo with small digits). Boxes are in the analysis copy's pixels
     (:meth:`InkGroups.to_input`, :meth:`InkGroups.to_original` map them back).
     ``tight``: the image is a tight crop (ink may touch its edges, a digit may fill its
-    height): it is analysed inside a margin of its own paper (:func:`preprocess.with_margin`),
+    height): it is analysed inside a flat margin of its paper (:func:`preprocess.with_margin`),
     so groups at its edges are kept; boxes and ink stay in the image's own analysis pixels."""
     image = Image.of(image)
     gray, scale = image.analysis(detect_side or DETECT_MAX_SIDE)
@@ -98,7 +98,9 @@ def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
     margin = 0
     if tight:
         margin = max(2, round(TIGHT_MARGIN * min(gray.shape)))
-        gray = preprocess.with_margin(gray, margin=margin)
+        # flat: the segmentation's thresholds are relative, the paper's grain does not matter there
+        # (and drawing it cost ~10 ms a frame)
+        gray = preprocess.with_margin(gray, margin=margin, paper_grain=False)
     height, width = gray.shape
     block = max(3, (min(height, width) // 8) | 1)
     ink = cv2.adaptiveThreshold(
