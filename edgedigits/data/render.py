@@ -281,15 +281,10 @@ def scanned_amount(digits: np.ndarray, rng: np.random.Generator, height: int = 6
     What real amounts have and :func:`written_number` does not: a flat scan (no perspective or
     shadow) of grey paper with a light printed background (a dense guilloche, diagonal hatching,
     a ruled line, or nothing), the ink at low or full contrast, thick or thin pens, strokes
-    slanted either way and bent (a smooth random warp: faster, rounder writing), digits narrow
-    or wide and, in a quarter of the numbers, joined by a stroke along the bottom, separators
+    slanted either way and bent (a smooth random warp: faster, rounder writing), separators
     ('.', ',' between thousands; '.', '-', '.-' after the number), and, most of the time, the image
     cut tight to the writing so the digits touch its top, bottom and ends."""
     pieces = _sized_pieces(digits, rng, height, 0.15)
-    if rng.random() < 0.5:  # writers' own widths: flat, wide zeros or narrow, tall ones
-        pieces = [cv2.resize(p, (max(1, round(p.shape[1] * rng.uniform(0.75, 1.5))),
-                                 p.shape[0]), interpolation=cv2.INTER_LINEAR) for p in pieces]
-    joined = rng.random() < 0.25  # cursive: each digit runs into the next along the bottom
     margin = height // 2
     width = margin * 2 + sum(p.shape[1] for p in pieces) * 2 + height * (len(pieces) + 2)
     ink = np.zeros((height * 2 + margin, width), np.float32)
@@ -301,11 +296,6 @@ def scanned_amount(digits: np.ndarray, rng: np.random.Generator, height: int = 6
         top = baseline - h + int(rng.integers(-height // 12, height // 12 + 1))
         region = ink[top : top + h, x : x + w]
         np.maximum(region, piece[: region.shape[0], : region.shape[1]], out=region)
-        if joined and index > 0:
-            y = top + h - 1 - int(rng.integers(0, max(1, h // 5)))
-            cv2.line(ink, (x - int(rng.integers(0, max(1, w // 3))) - 1, y),
-                     (x + w // 4, y - int(rng.integers(0, max(1, h // 6)))), 1.0,
-                     max(1, height // 14))
         x += w + int(round(w * rng.uniform(-0.2, 0.45)))
         if separators and len(pieces) - index - 1 in (3, 6) and rng.random() < 0.8:
             x = _draw_separator(ink, rng, x, baseline, height, (".", ","))  # thousands
