@@ -3,6 +3,7 @@ converted and run through the commands."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -88,6 +89,65 @@ def test_blank_paper_has_no_line():
     assert sequence.find_lines(paper) == []
 
 
+def test_a_very_long_line_is_found_and_read_in_parts(mnist, tmp_path):
+    # issue 19: a 20000x200 line of 180 clear digits read "no digit found": the file was shrunk
+    # by its longer side to 512x5 before anything looked at it
+    import cv2
+
+    from edgedigits.image.image import Image
+    from edgedigits.tasks import get_task
+
+    digits = mnist.x_test[:180]
+    frame = render.paper_scene(digits, [(50 + 110 * i, 50) for i in range(180)],
+                               size=(200, 20000), digit_px=100)
+    cv2.imwrite(str(tmp_path / "long.png"), frame)
+    image = Image.read(tmp_path / "long.png")
+    lines = sequence.find_lines(image)
+    assert sum(len(line.groups) for line in lines) == 180
+    assert [line.joined for line in lines] == [False] + [True] * (len(lines) - 1)
+    for line in lines:  # each part fits the line input without being squeezed
+        assert line.scale <= 1.5 * line.box[3] / sequence.INK_HEIGHT, (line.box, line.scale)
+    # the parts are read as one number: "12" from each part, no space between them
+    task = get_task(contract.NUMBER_READER)
+    prepared = task.prepare(image)
+    b = sequence.BLANK
+    outputs = np.stack([_steps([b, 1, b, 2])] * len(lines))
+    reading = task.read(prepared, outputs)
+    assert reading.text == "12" * len(lines)
+    boxes = [digit.box for digit in reading.digits]
+    assert len(boxes) == 2 * len(lines)
+    overlapping = [(box, later) for box, later in itertools.pairwise(boxes)
+                   if box[0] + box[2] > later[0]]
+    assert not overlapping
+
+
+def test_a_tight_crop_of_a_number_is_one_line_with_the_digits_at_its_edges(mnist):
+    # issue 19: an amount field cut to its ink ("5743" read "4"): the digits touching the
+    # image's edges were dropped
+    photo = render.written_number(mnist.x_test[:4], np.random.default_rng(3),
+                                  background="plain")
+    tight = render.cropped_to_ink(photo)
+    lines = sequence.find_lines(tight)
+    assert len(lines) == 1
+    x, _, w, _ = lines[0].box
+    assert x <= 2 and x + w >= tight.shape[1] - 2, (lines[0].box, tight.shape)
+
+
+def test_scanned_amounts_are_cut_tight_and_found_as_one_line(mnist):
+    # the training lines that look like cheque amounts: most touch their crop's top or bottom
+    # (a tight amount field), and the line finder still takes nearly all of them as one line
+    rng = np.random.default_rng(0)
+    touching = one_line = 0
+    for _ in range(40):
+        digits = mnist.x_train[rng.integers(0, 1000, int(rng.integers(2, 7)))]
+        scan = render.scanned_amount(digits, rng, height=int(rng.integers(30, 90)))
+        ink = scan < np.median(scan) - 40
+        touching += bool(ink[0].any() or ink[-1].any())
+        one_line += len(sequence.find_lines(scan)) == 1
+    assert touching >= 15, touching
+    assert one_line >= 36, one_line
+
+
 # --------------------------------------------------------------------------------------------
 # Decoding
 
@@ -128,6 +188,24 @@ def test_digit_boxes_split_one_group_between_its_digits():
     assert boxes[0][0] == 100
     assert all(x >= 100 and x + w <= 220 for x, _, w, _ in boxes)
     assert all(box[1] == 50 and box[3] == 40 for box in boxes)
+
+
+def _overlap(a, b) -> int:
+    return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+
+
+def test_digit_boxes_of_one_group_do_not_overlap_when_a_step_lies_outside_it():
+    # issue 19: "4@[54,30,17,64] 5@[54,30,44,64]" -- the 4's step falls left of the group the
+    # two digits share, and the 5 kept the group's left edge
+    group = (54, 30, 44, 64)
+    line = sequence.Line(box=group, pixels=np.zeros((32, 192), np.uint8), scale=64 / 24,
+                         left=30, groups=[group])
+    b = sequence.BLANK
+    reading = sequence.ctc_decode(_steps([b, 4, b, b, 5]))
+    boxes = sequence.digit_boxes(line, reading)
+    assert reading.number == "45" and len(boxes) == 2
+    assert _overlap(*boxes) == 0, boxes
+    assert all(x >= 54 and x + w <= 98 and w >= 1 for x, _, w, _ in boxes), boxes
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,9 +9,13 @@ Everything here draws MNIST digits (white ink on black, 28x28) as dark ink on pa
 - :func:`render_on_paper`: one digit through :func:`photograph` (the ``mnist-paper`` set);
 - :func:`written_number`: a whole number written fast — digits of varied size, touching or
   overlapping, slanted, with separators, on ruled paper, in form boxes or over a printed
-  security pattern — then photographed (the ``numbers`` set).
+  security pattern — then photographed (the ``numbers`` set);
+- :func:`scanned_amount`: a number as a cheque's amount field is scanned — grey paper, a light
+  guilloche, hatching or ruled line behind it, any pen, slanted and wavy strokes, separators,
+  cut tight to the writing (the number reader's training lines, with MNIST *training* digits).
 
-The evaluation sets use MNIST *test* digits only; nothing here is used for training.
+The evaluation sets use MNIST *test* digits only; the number reader's training lines
+(:func:`written_number` and :func:`scanned_amount`) are drawn with MNIST *training* digits.
 """
 
 from __future__ import annotations
@@ -167,13 +171,7 @@ def written_number(digits: np.ndarray, rng: np.random.Generator, height: int = 6
     """
     background = background or BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     in_boxes = background == "boxes"
-    pieces = []
-    for digit in digits:
-        x, y, w, h = cv2.boundingRect((digit > 40).astype(np.uint8))
-        piece = digit[y : y + h, x : x + w].astype(np.float32) / 255
-        scale = height * rng.uniform(0.88, 1.12) / h
-        pieces.append(cv2.resize(piece, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                 interpolation=cv2.INTER_CUBIC))
+    pieces = _sized_pieces(digits, rng, height, 0.12)
     separator_after = -1
     if separators and len(digits) >= 3 and rng.random() < 0.3:
         separator_after = int(rng.integers(0, len(digits) - 1))
@@ -209,9 +207,22 @@ def written_number(digits: np.ndarray, rng: np.random.Generator, height: int = 6
     return photograph(ink, rng, printed, tilt=0.04)
 
 
+def _sized_pieces(digits: np.ndarray, rng: np.random.Generator, height: int,
+                  spread: float) -> list[np.ndarray]:
+    """Each digit cut to its ink (float 0-1) and scaled to ``height`` px, +-``spread``."""
+    pieces = []
+    for digit in digits:
+        x, y, w, h = cv2.boundingRect((digit > 40).astype(np.uint8))
+        piece = digit[y : y + h, x : x + w].astype(np.float32) / 255
+        scale = height * rng.uniform(1 - spread, 1 + spread) / h
+        pieces.append(cv2.resize(piece, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                 interpolation=cv2.INTER_CUBIC))
+    return pieces
+
+
 def _draw_separator(ink: np.ndarray, rng: np.random.Generator, x: int, baseline: int,
-                    height: int) -> int:
-    kind = SEPARATORS[int(rng.integers(len(SEPARATORS)))]
+                    height: int, kinds: tuple[str, ...] = SEPARATORS) -> int:
+    kind = kinds[int(rng.integers(len(kinds)))]
     stroke = max(2, height // 12)
     x += height // 8
     if kind == "-":
@@ -258,3 +269,118 @@ def _printed(background: str, shape: tuple[int, int], rng: np.random.Generator, 
         points = np.stack([xs, ys], axis=1).astype(np.int32)
         cv2.polylines(canvas, [points], False, 1.0, 1, cv2.LINE_AA)
     return np.clip(canvas, 0, 1) * rng.uniform(0.1, 0.3)
+
+
+# --------------------------------------------------------------------------------------------
+# A scanned amount
+
+
+def scanned_amount(digits: np.ndarray, rng: np.random.Generator, height: int = 64) -> np.ndarray:
+    """A gray scan of the MNIST digits ``digits`` (N x 28 x 28) written as a cheque's amount.
+
+    What real amounts have and :func:`written_number` does not: a flat scan (no perspective or
+    shadow) of grey paper with a light printed background (a dense guilloche, diagonal hatching,
+    a ruled line, or nothing), the ink at low or full contrast, thick or thin pens, strokes
+    slanted either way and bent (a smooth random warp: faster, rounder writing), separators
+    ('.', ',' between thousands; '.', '-', '.-' after the number), and, most of the time, the image
+    cut tight to the writing so the digits touch its top, bottom and ends."""
+    pieces = _sized_pieces(digits, rng, height, 0.15)
+    margin = height // 2
+    width = margin * 2 + sum(p.shape[1] for p in pieces) * 2 + height * (len(pieces) + 2)
+    ink = np.zeros((height * 2 + margin, width), np.float32)
+    baseline = margin + height
+    separators = len(digits) >= 2 and rng.random() < 0.5
+    x = margin
+    for index, piece in enumerate(pieces):
+        h, w = piece.shape
+        top = baseline - h + int(rng.integers(-height // 12, height // 12 + 1))
+        region = ink[top : top + h, x : x + w]
+        np.maximum(region, piece[: region.shape[0], : region.shape[1]], out=region)
+        x += w + int(round(w * rng.uniform(-0.2, 0.45)))
+        if separators and len(pieces) - index - 1 in (3, 6) and rng.random() < 0.8:
+            x = _draw_separator(ink, rng, x, baseline, height, (".", ","))  # thousands
+    if rng.random() < 0.35:  # a closing mark: ".", "-" or ".-" (a '/' would pass for a 1)
+        x = _draw_separator(ink, rng, x, baseline, height, (".", "-"))
+        if rng.random() < 0.4:
+            x = _draw_separator(ink, rng, x, baseline, height, ("-",))
+    ink = ink[:, : min(width, x + margin)]
+    pen = rng.uniform(-1.0, 1.0)  # thin .. thick
+    size = max(1, int(round(abs(pen) * height / 25)))
+    if size > 1 or pen > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        ink = cv2.dilate(ink, kernel) if pen > 0 else cv2.erode(ink, kernel)
+    ink = _bent(ink, rng, height)
+    shear = rng.uniform(-0.45, 0.3)
+    matrix = np.float32([[1, -shear, shear * baseline], [0, 1, 0]])
+    ink = cv2.warpAffine(ink, matrix, (ink.shape[1], ink.shape[0]))
+    return _scan(ink, rng, baseline, height)
+
+
+def _bent(ink: np.ndarray, rng: np.random.Generator, height: int) -> np.ndarray:
+    """``ink`` under a smooth random displacement of up to ~6 % of ``height``."""
+    rows, cols = ink.shape
+    amplitude = rng.uniform(0.0, 0.06) * height
+    if amplitude < 0.5:
+        return ink
+    coarse = (max(2, cols // height + 2), 4)
+    dx = cv2.resize(rng.uniform(-1, 1, coarse[::-1]).astype(np.float32), (cols, rows),
+                    interpolation=cv2.INTER_CUBIC) * amplitude
+    dy = cv2.resize(rng.uniform(-1, 1, coarse[::-1]).astype(np.float32), (cols, rows),
+                    interpolation=cv2.INTER_CUBIC) * amplitude
+    grid_y, grid_x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    return cv2.remap(ink, grid_x + dx, grid_y + dy, cv2.INTER_LINEAR)
+
+
+def _scan(ink: np.ndarray, rng: np.random.Generator, baseline: int, height: int) -> np.ndarray:
+    """A flatbed scan of ``ink`` (float 0-1): grey paper, a printed background, sensor noise,
+    JPEG, then most often cut tight to the writing."""
+    rows, cols = ink.shape
+    paper = np.full((rows, cols), rng.uniform(140, 235), np.float32)
+    paper += np.linspace(0, rng.uniform(-20, 20), cols, dtype=np.float32)[None, :]
+    printed = _security_print(rng, (rows, cols), baseline, height)
+    paper *= 1.0 - printed
+    photo = paper * (1.0 - ink * rng.uniform(0.35, 0.85))
+    photo = cv2.GaussianBlur(photo, (0, 0), rng.uniform(0.3, 1.3))
+    photo += rng.normal(0, rng.uniform(1, 7), photo.shape)
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    _, encoded = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 96))])
+    photo = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+    box = cv2.boundingRect((ink > 0.3).astype(np.uint8))
+    if rng.random() < 0.7 and box[2] > 0 and box[3] > 0:
+        # cut to the writing, give or take a few pixels: ink touches the crop's edges
+        x, y, w, h = box
+        grow = [int(rng.integers(-height // 24, height // 8 + 1)) for _ in range(4)]
+        left, top = max(0, x - grow[0]), max(0, y - grow[1])
+        right, bottom = min(cols, x + w + grow[2]), min(rows, y + h + grow[3])
+        photo = photo[top:bottom, left:right]
+    return photo
+
+
+def _security_print(rng: np.random.Generator, shape: tuple[int, int], baseline: int,
+                    height: int) -> np.ndarray:
+    """The light print behind a cheque's amount, as darkness 0-1: a dense guilloche, diagonal
+    hatching, a ruled line under the writing, or nothing."""
+    rows, cols = shape
+    canvas = np.zeros(shape, np.float32)
+    kind = rng.choice(["plain", "guilloche", "hatching", "ruled"], p=[0.2, 0.35, 0.25, 0.2])
+    if kind == "guilloche":
+        xs = np.arange(cols, dtype=np.float32)
+        for _ in range(int(rng.integers(10, 40))):
+            period = rng.uniform(0.8, 4.0) * height
+            ys = rng.uniform(-0.2, 1.2) * rows + rng.uniform(0.2, 1.0) * height * np.sin(
+                2 * np.pi * xs / period + rng.uniform(0, 2 * np.pi))
+            cv2.polylines(canvas, [np.stack([xs, ys], axis=1).astype(np.int32)], False, 1.0, 1,
+                          cv2.LINE_AA)
+        return np.clip(canvas, 0, 1) * rng.uniform(0.05, 0.3)
+    if kind == "hatching":
+        spacing = rng.uniform(3, 8)
+        angle = rng.uniform(-1.2, 1.2)
+        grid_y, grid_x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+        phase = (grid_x * np.cos(angle) + grid_y * np.sin(angle)) / spacing
+        canvas = (np.cos(2 * np.pi * phase) > 0.4).astype(np.float32)
+        return canvas * rng.uniform(0.05, 0.25)
+    if kind == "ruled":
+        y = baseline + int(rng.integers(-height // 8, height // 4 + 1))
+        cv2.line(canvas, (0, y), (cols, y), 1.0, int(rng.integers(1, 3)))
+        return canvas * rng.uniform(0.2, 0.7)
+    return canvas

@@ -66,6 +66,11 @@ HEADER_BYTES = 1 << 17
 # Images are shrunk to this longer side before any processing: a 20x20 digit needs no more, and
 # shrinking with pixel-area averaging also removes sensor noise.
 WORKING_MAX_SIDE = 512
+# ... except a long strip (a line of many digits, 20000x200): shrunk by its longer side alone
+# it would keep 5 rows and nothing to read. Its shorter side stays at least this many pixels
+# (times max_side / WORKING_MAX_SIDE for a smaller copy), within WORKING_MAX_PIXELS pixels.
+WORKING_MIN_SHORT_SIDE = 64
+WORKING_MAX_PIXELS = 4 * WORKING_MAX_SIDE * WORKING_MAX_SIDE
 # Alpha is composited over black instead of white when ink and paper differ by less than this
 # many grey levels over white (white ink on transparency).
 ALPHA_MIN_CONTRAST = 40
@@ -97,7 +102,7 @@ class Header:
 class DecodedImage:
     """A decoded image ready for preprocessing, and where it came from."""
 
-    gray: np.ndarray  # uint8 HxW, longer side at most WORKING_MAX_SIDE
+    gray: np.ndarray  # uint8 HxW, longer side at most WORKING_MAX_SIDE (see shrink_factor)
     original_size: tuple[int, int]  # (width, height) of the file's image, as displayed
     format: str
 
@@ -443,10 +448,10 @@ def _check_jpeg_scans(data: bytes, name: str, header: Header, max_pixels: int) -
 
 def _jpeg_flags(width: int, height: int) -> tuple[int, int]:
     """Decode straight to gray, shrunk by 2/4/8 inside the decoder when the image is big."""
-    longer = max(width, height)
+    shrunk = shrink_factor(height, width)
     for factor, flag in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
                          (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
-        if longer // factor >= WORKING_MAX_SIDE:
+        if shrunk >= factor:
             return flag, factor
     return cv2.IMREAD_GRAYSCALE, 1
 
@@ -639,12 +644,31 @@ def _contrast(gray: np.ndarray) -> float:
     return float(high - low)
 
 
+def shrink_factor(height: int, width: int, max_side: int = WORKING_MAX_SIDE) -> float:
+    """How many pixels of an image ``height`` x ``width`` become one when it is shrunk for
+    ``max_side`` (>= 1): its longer side to ``max_side``, unless that leaves a long strip fewer
+    than WORKING_MIN_SHORT_SIDE rows (scaled to ``max_side``); such a strip keeps that many,
+    or as many as fit in WORKING_MAX_PIXELS (scaled likewise)."""
+    longer, shorter = max(height, width), min(height, width)
+    factor = longer / max_side
+    if factor <= 1:
+        return 1.0
+    ratio = max_side / WORKING_MAX_SIDE
+    if shorter / factor >= WORKING_MIN_SHORT_SIDE * ratio:
+        return factor
+    kept = max(shorter / (WORKING_MIN_SHORT_SIDE * ratio),
+               float(np.sqrt(height * width / (WORKING_MAX_PIXELS * ratio * ratio))), 1.0)
+    return min(factor, kept)
+
+
 def shrink(gray: np.ndarray, max_side: int = WORKING_MAX_SIDE) -> np.ndarray:
-    """Downscale (pixel-area averaging) so the longer side is at most ``max_side``."""
+    """Downscale (pixel-area averaging) so the longer side is at most ``max_side`` (a long
+    strip: see :func:`shrink_factor`)."""
     height, width = gray.shape[:2]
-    longer = max(height, width)
-    if longer <= max_side:
+    factor = shrink_factor(height, width, max_side)
+    if factor == 1.0:
         return gray
-    scale = max_side / longer
+    longer = max(height, width)
+    scale = max_side / longer if factor == longer / max_side else 1 / factor
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

@@ -77,14 +77,13 @@ class Image:
         return decode.to_grayscale(pixels[top:bottom, left:right])
 
     def analysis(self, side: int) -> tuple[np.ndarray, float]:
-        """(gray copy with its longer side at most ``side``, working pixels per copy pixel),
-        computed once per side."""
+        """(gray copy with its longer side at most ``side`` (a long strip keeps more:
+        :func:`decode.shrink_factor`), working pixels per copy pixel), computed once per side."""
         cached = self._analysis.get(side)
         if cached is not None:
             return cached
         pixels = self.pixels
-        longer = max(pixels.shape[:2])
-        factor = longer / side if longer > side else 1.0
+        factor = decode.shrink_factor(*pixels.shape[:2], side)
         if "gray" in self.__dict__:
             small = decode.shrink(self.gray, side)
         elif pixels.dtype == np.uint8:  # shrink first: a quarter of the pixels to convert
@@ -99,10 +98,18 @@ class Image:
         ratio = factor / self.scale
         if ratio == 1.0:
             return tuple(int(v) for v in box)  # type: ignore[return-value]
-        return tuple(int(round(v * ratio)) for v in box)  # type: ignore[return-value]
+        return _scaled(box, ratio)
 
     def to_working(self, box: Box, factor: float) -> Box:
         """A box in analysis pixels (``factor`` working pixels each) -> working pixels."""
         if factor == 1.0:
             return box
         return tuple(int(round(v * factor)) for v in box)  # type: ignore[return-value]
+
+
+def _scaled(box: Box, ratio: float) -> Box:
+    """``box`` times ``ratio``, its edges rounded (not its size: boxes that touch still touch,
+    and never overlap)."""
+    x, y, w, h = box
+    left, top = round(x * ratio), round(y * ratio)
+    return left, top, round((x + w) * ratio) - left, round((y + h) * ratio) - top

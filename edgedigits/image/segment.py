@@ -40,6 +40,8 @@ MAX_HEIGHT_FRACTION = 0.95
 RELATIVE_CONTRAST = 0.25
 # A group less than this fraction of the median group height is a separator or a mark.
 SEPARATOR_HEIGHT = 0.5
+# A tight crop is analysed inside a margin of its paper this fraction of its shorter side wide.
+TIGHT_MARGIN = 0.25
 # Ruled lines: straight horizontal ink at least this fraction of the image wide.
 RULED_LINE_WIDTH = 0.5
 # Form boxes: straight edges this fraction of the box's height long at its top and bottom
@@ -62,6 +64,7 @@ class InkGroups:
     scale: float  # working pixels per analysis pixel
     dark_ink: bool = True  # the polarity the ink was found with
     image: Image | None = None  # what was analysed
+    at_edge: int = 0  # digit-tall groups dropped for touching the image's edge (or filling it)
 
     def to_input(self, box: Box) -> Box:
         """A box of the analysis copy in the image's working pixels."""
@@ -74,7 +77,7 @@ class InkGroups:
 
 def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
                     max_digits: int | None = None,
-                    detect_side: int | None = None) -> InkGroups:
+                    detect_side: int | None = None, tight: bool = False) -> InkGroups:
     """The ink of ``image`` and its groups of pieces that are digit-sized (one digit, or a row
     of touching digits), left to right.
 
@@ -82,14 +85,23 @@ def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
     from the image. ``max_digits`` keeps the largest groups only (webcam overload guard).
     ``detect_side``: longer side the image is analysed at (default DETECT_MAX_SIDE; give more
     for a large photo with small digits). Boxes are in the analysis copy's pixels
-    (:meth:`InkGroups.to_input`, :meth:`InkGroups.to_original` map them back)."""
+    (:meth:`InkGroups.to_input`, :meth:`InkGroups.to_original` map them back).
+    ``tight``: the image is a tight crop (ink may touch its edges, a digit may fill its
+    height): it is analysed inside a flat margin of its paper (:func:`preprocess.with_margin`),
+    so groups at its edges are kept; boxes and ink stay in the image's own analysis pixels."""
     image = Image.of(image)
     gray, scale = image.analysis(detect_side or DETECT_MAX_SIDE)
-    height, width = gray.shape
-    if min(height, width) < MIN_HEIGHT_PIXELS:
+    if min(gray.shape) < MIN_HEIGHT_PIXELS:
         return InkGroups(np.zeros_like(gray), [], scale, image=image)
     if dark_ink is None:
         dark_ink = preprocess.dark_ink_on_light(gray)
+    margin = 0
+    if tight:
+        margin = max(2, round(TIGHT_MARGIN * min(gray.shape)))
+        # flat: the segmentation's thresholds are relative, the paper's grain does not matter there
+        # (and drawing it cost ~10 ms a frame)
+        gray = preprocess.with_margin(gray, margin=margin, paper_grain=False)
+    height, width = gray.shape
     block = max(3, (min(height, width) // 8) | 1)
     ink = cv2.adaptiveThreshold(
         gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C,
@@ -108,7 +120,7 @@ def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
         joined = cv2.dilate(ink, joiner)
         contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         rects = [cv2.boundingRect(c) for c in contours]
-    groups = _group_pieces(rects, min_height, width, height)
+    groups, at_edge = _group_pieces(rects, min_height, width, height)
     if max_digits is not None and len(groups) > max_digits:
         groups = sorted(groups, key=lambda g: g[1][2] * g[1][3], reverse=True)[:max_digits]
     groups.sort(key=lambda g: g[1][0])
@@ -119,7 +131,27 @@ def find_ink_groups(image: Image | np.ndarray, dark_ink: bool | None = None,
         cv2.drawContours(own, [contours[i] for i in members], -1, 255, cv2.FILLED,
                          offset=(-x, -y))
         cropped.append((cv2.bitwise_and(own, ink[y : y + h, x : x + w]), (x, y, w, h)))
-    return InkGroups(ink, cropped, scale, dark_ink, image)
+    if margin:
+        ink, cropped = _inside_margin(ink, cropped, margin)
+    return InkGroups(ink, cropped, scale, dark_ink, image, at_edge)
+
+
+def _inside_margin(ink: np.ndarray, groups: list[tuple[np.ndarray, Box]], margin: int
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, Box]]]:
+    """The ink and groups of an image analysed inside a ``margin``: in the image's own pixels,
+    each group's box clipped to the image (ink is never found in the margin's flat paper, but a
+    dilated outline may reach into it)."""
+    inner = ink[margin:-margin, margin:-margin]
+    height, width = inner.shape
+    kept = []
+    for own, (x, y, w, h) in groups:
+        left, top = max(x - margin, 0), max(y - margin, 0)
+        right, bottom = min(x + w - margin, width), min(y + h - margin, height)
+        if right <= left or bottom <= top:
+            continue
+        part = own[top + margin - y : bottom + margin - y, left + margin - x : right + margin - x]
+        kept.append((part, (left, top, right - left, bottom - top)))
+    return inner, kept
 
 
 def _remove_frames(ink: np.ndarray, joined: np.ndarray, rects: list[Box],
@@ -256,10 +288,11 @@ def _ink_threshold(contrast: np.ndarray) -> float:
 
 
 def _group_pieces(rects: list[Box], min_height: float, width: int,
-                  height: int) -> list[tuple[list[int], Box]]:
+                  height: int) -> tuple[list[tuple[list[int], Box]], int]:
     """Drop specks, merge pieces stacked vertically, keep digit-sized and -shaped groups.
 
-    Returns (piece indices, box) per digit candidate.
+    Returns (piece indices, box) per digit candidate, and how many digit-tall groups were
+    dropped for touching the image's edge or filling its height.
     """
     speck = max(2.0, min_height / 5)
     pieces = [([index], rect) for index, rect in enumerate(rects) if max(rect[2:]) >= speck]
@@ -273,9 +306,13 @@ def _group_pieces(rects: list[Box], min_height: float, width: int,
         else:
             merged.append((members, box))
     kept = []
+    at_edge = 0
     for members, (x, y, w, h) in merged:
+        if h < min_height:
+            continue
         touches_edge = x == 0 or y == 0 or x + w >= width or y + h >= height
-        if touches_edge or h < min_height or h > MAX_HEIGHT_FRACTION * height:
+        if touches_edge or h > MAX_HEIGHT_FRACTION * height:
+            at_edge += 1
             continue
         kept.append((members, (x, y, w, h)))
     if len(kept) >= 2:
@@ -283,7 +320,7 @@ def _group_pieces(rects: list[Box], min_height: float, width: int,
         # stand between.
         typical = float(np.median([box[3] for _, box in kept]))
         kept = [(members, box) for members, box in kept if box[3] >= SEPARATOR_HEIGHT * typical]
-    return kept
+    return kept, at_edge
 
 
 def _stacked(a: Box, b: Box) -> bool:

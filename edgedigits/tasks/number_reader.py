@@ -17,6 +17,7 @@ trained on lines composed from MNIST *training* digits and read back through the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import time
@@ -51,6 +52,11 @@ SAME_LINE = 0.5
 # ... and stand closer than this many line heights apart (farther: two numbers on one row;
 # the reader is trained on gaps up to 0.7 of a digit's width).
 LINE_GAP = 1.5
+# A line wider than this many of its heights would be squeezed in the line input beyond what
+# training shows (10 digits spaced apart); it is read in parts of at most PART_WIDTH heights
+# (the line input holds LINE_WIDTH / INK_HEIGHT = 8 with its margins), cut between groups.
+LONG_LINE = 16
+PART_WIDTH = 6
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Line:
     scale: float  # working pixels per line-input column
     left: int  # the working column of the line input's first column
     groups: list[Box] = field(default_factory=list)  # its ink groups
+    joined: bool = False  # the next part of the line before it (a long line read in parts)
 
 
 @dataclass
@@ -84,6 +91,11 @@ def find_lines(image: Image | np.ndarray, dark_ink: bool | None = None,
 
     image = Image.of(image)
     found = segment.find_ink_groups(image, dark_ink, detect_side=detect_side)
+    if found.at_edge:
+        # digits at the image's edge, or filling its height: a tight crop (a form's amount
+        # field), read inside a margin of its own paper, edge digits kept
+        found = segment.find_ink_groups(image, found.dark_ink, detect_side=detect_side,
+                                        tight=True)
     if not found.groups:
         return []
     if dark_ink is None:
@@ -95,10 +107,26 @@ def find_lines(image: Image | np.ndarray, dark_ink: bool | None = None,
         rows = [rows[k] for k in sorted(largest[:max_lines])]
     lines = []
     for row in rows:
-        box = _union(row)
-        pixels, scale, left = line_input(image, box, dark_ink)
-        lines.append(Line(box, pixels, scale, left, sorted(row)))
+        for index, part in enumerate(_parts(row)):
+            box = _union(part)
+            pixels, scale, left = line_input(image, box, dark_ink)
+            lines.append(Line(box, pixels, scale, left, sorted(part), joined=index > 0))
     return lines
+
+
+def _parts(row: list[Box]) -> list[list[Box]]:
+    """A row as it is read: whole, or when it is longer than LONG_LINE heights, in parts of at
+    most PART_WIDTH heights (a group wider than that is a part of its own)."""
+    height = max(box[3] for box in row)
+    row = sorted(row)
+    if _union(row)[2] <= LONG_LINE * height:
+        return [row]
+    parts: list[list[Box]] = [[]]
+    for box in row:
+        if parts[-1] and _union(parts[-1] + [box])[2] > PART_WIDTH * height:
+            parts.append([])
+        parts[-1].append(box)
+    return parts
 
 
 def group_rows(boxes: list[Box]) -> list[list[Box]]:
@@ -199,18 +227,27 @@ def ctc_decode(probabilities: np.ndarray) -> LineReading:
 
 
 def digit_boxes(line: Line, reading: LineReading) -> list[Box]:
-    """A box per digit read, in working pixels: the ink group under the digit's output step, cut
-    between neighbouring digits when several digits share one group."""
+    """A box per digit read, in working pixels: the ink group under the digit's output step,
+    cut between neighbouring digits when several digits share one group (at the midpoint of
+    their steps, or in equal parts when a step lies outside the group), so no two overlap."""
     centres = [line.left + (step + 0.5) * STRIDE * line.scale for step in reading.steps]
+    owners = [min(range(len(line.groups)), key=lambda k: _distance(line.groups[k], centre))
+              for centre in centres]
     boxes: list[Box] = []
-    for index, centre in enumerate(centres):
-        group = min(line.groups, key=lambda g: _distance(g, centre))
-        left, right = group[0], group[0] + group[2]
-        if index > 0 and centres[index - 1] > left:
-            left = max(left, round((centres[index - 1] + centre) / 2))
-        if index + 1 < len(centres) and centres[index + 1] < right:
-            right = min(right, round((centres[index + 1] + centre) / 2))
-        boxes.append((int(left), int(group[1]), int(max(1, right - left)), int(group[3])))
+    start = 0
+    while start < len(centres):  # each run of digits read in the same group
+        end = start
+        while end + 1 < len(centres) and owners[end + 1] == owners[start]:
+            end += 1
+        x, y, w, h = line.groups[owners[start]]
+        cuts = [x] + [round((centres[k] + centres[k + 1]) / 2) for k in range(start, end)] \
+            + [x + w]
+        if any(right <= left for left, right in itertools.pairwise(cuts)):
+            count = end - start + 1
+            cuts = [x + round(k * w / count) for k in range(count + 1)]
+        boxes += [(int(left), int(y), int(max(1, right - left)), int(h))
+                  for left, right in itertools.pairwise(cuts)]
+        start = end + 1
     return boxes
 
 
@@ -267,11 +304,17 @@ class NumberReaderTask(Task):
         right; the text is the lines' digits, lines joined by a space; the inputs, every line."""
         image = prepared.image
         digits, texts = [], []
+        joined = False
         for line, steps in zip(prepared.state, outputs, strict=True):
             reading = ctc_decode(steps)
+            joined = joined and line.joined  # the line before, or a part of it, was read
             if not reading.number:
                 continue
-            texts.append(reading.number)
+            if joined:
+                texts[-1] += reading.number
+            else:
+                texts.append(reading.number)
+            joined = True
             for box, row in zip(digit_boxes(line, reading), reading.digit_probabilities,
                                 strict=True):
                 digits.append(Digit.from_probabilities(row, image.to_original(box)))
@@ -305,23 +348,30 @@ CALIBRATION_SEED = 1  # conversion's seed (0) + 1, as before the task layer
 
 def synthetic_line(images: np.ndarray, labels: np.ndarray,
                    rng: np.random.Generator) -> tuple[np.ndarray, str] | None:
-    """One training line: random MNIST digits written as a number (:func:`render.written_number`
-    with a random spacing), photographed, found and normalised exactly as at inference.
+    """One training line: random MNIST digits written as a number and photographed
+    (:func:`render.written_number`, with a random spacing) or scanned as a cheque's amount
+    (:func:`render.scanned_amount`), found and normalised exactly as at inference.
     None when the segmentation found no line (the sample is skipped)."""
     from edgedigits.data import render
 
     count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=_LENGTH_WEIGHTS))
     chosen = rng.integers(0, len(images), count)
-    gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
-    photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)), gap=gap)
-    if rng.random() < 0.15:
-        photo = 255 - photo  # light ink on a dark board
+    if rng.random() < SCANNED_SHARE:  # a scanned amount field, most often cut tight
+        photo = render.scanned_amount(images[chosen], rng, height=int(rng.integers(30, 90)))
+    else:  # a photographed number with a margin of paper
+        gap = (-0.22, 0.08) if rng.random() < 0.6 else (0.0, 0.7)
+        photo = render.written_number(images[chosen], rng, height=int(rng.integers(40, 80)),
+                                      gap=gap)
+        if rng.random() < 0.15:
+            photo = 255 - photo  # light ink on a dark board
     lines = find_lines(photo, max_lines=1)
     if not lines:
         return None
     return lines[0].pixels, "".join(str(int(d)) for d in labels[chosen])
 
 
+# The share of lines that are scanned amounts (render.scanned_amount) rather than photos.
+SCANNED_SHARE = 0.5
 _LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
 _LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
 
