@@ -23,6 +23,11 @@ from edgedigits.data.mnist import Mnist
 from edgedigits.errors import UserError
 from edgedigits.training.architectures import build_model, get_architecture
 
+# The cross-entropy of a uniform guess over the ten digits, and the final training loss above
+# which a run has diverged (a fresh network starts near the guess and any training goes below).
+GUESSING_LOSS = math.log(10)
+DIVERGED_LOSS = 1.5 * GUESSING_LOSS
+
 STEPS_PER_EXECUTION = 32
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -195,6 +200,12 @@ def train(mnist: Mnist, config: TrainConfig, extra_callbacks=()) -> TrainResult:
         raise UserError(f"training diverged (the loss became {losses[-1] if losses else 'NaN'} "
                         f"at peak learning rate {config.learning_rate}); nothing was saved, the "
                         "previous model is kept: try a lower --learning-rate")
+    if losses[-1] > DIVERGED_LOSS:  # finite but worse than guessing (bf16 and the loss's clip
+        # keep a blown-up model's loss finite: ~14 at 1e30 where float32 gave NaN)
+        raise UserError(f"training diverged (the loss ended at {losses[-1]:.2f}, worse than "
+                        f"guessing: {GUESSING_LOSS:.2f}, at peak learning rate "
+                        f"{config.learning_rate}); nothing was saved, the previous model is "
+                        "kept: try a lower --learning-rate")
     if mixed:
         # Same weights in a float32 copy: exports, conversion and parity checks see plain fp32.
         trained = model

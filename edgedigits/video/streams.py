@@ -213,6 +213,11 @@ def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames, s
     with ExitStack() as stack:
         for classifier in classifiers:
             stack.callback(classifier.close)
+        window = mosaic_view = None
+        if outputs.display:  # before the preparing processes start: opened after them, Qt's
+            # window stayed unmapped under X (imshow called, nothing on the screen)
+            window = Window(outputs.snapshots)
+            stack.callback(window.close)
         preparers = None
         if workers:
             preparers = Preparers(sources, classifiers[0].reading_task.model_type, roi,
@@ -234,10 +239,6 @@ def _run(classifiers, sources, outputs, roi, max_digits, realtime, max_frames, s
         for problem in problems:
             say(problem)
         jsonl = open_jsonl(stack, outputs.jsonl)
-        window = mosaic_view = None
-        if outputs.display:
-            window = Window(outputs.snapshots)
-            stack.callback(window.close)
         runs: list[StreamRun] = []
         for number, capture in enumerate(captures, 1):
             if capture is not None:
