@@ -231,6 +231,15 @@ def _decode_checked(data: bytes, name: str, max_pixels: int, header: Header) -> 
 _quiet_lock = threading.Lock()
 _quiet_users = 0
 _saved_stderr: int | None = None
+_quieting = True
+
+
+def keep_library_messages() -> None:
+    """Leave file descriptor 2 alone while decoding, for a process whose own log lines matter
+    more than libpng's: the server (its lines written while any upload decodes went to
+    /dev/null with the libraries')."""
+    global _quieting
+    _quieting = False
 
 
 @contextlib.contextmanager
@@ -240,7 +249,7 @@ def _quiet_libraries():
     file descriptor 2 directly, so it points at /dev/null while any decode runs (counted, for
     the thread pool). Not done when OPENCV_LOG_LEVEL was set to anything but OFF."""
     global _quiet_users, _saved_stderr
-    if os.environ.get("OPENCV_LOG_LEVEL", "OFF").upper() != "OFF":
+    if not _quieting or os.environ.get("OPENCV_LOG_LEVEL", "OFF").upper() != "OFF":
         yield
         return
     with _quiet_lock:

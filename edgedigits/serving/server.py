@@ -213,6 +213,9 @@ def _install_handlers(app) -> None:
 def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], None],
           started: float) -> int:
     """Run REST + gRPC until SIGINT/SIGTERM; returns 0 after a graceful stop."""
+    from edgedigits.image import decode
+
+    decode.keep_library_messages()  # the server's log lines never go to /dev/null mid-decode
     import kserve
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
