@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgedigits.errors import UserError
-from edgedigits.image import decode
+from edgedigits.image import decode, gray
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 600
@@ -373,7 +373,7 @@ def test_fuzz_damaged_files_raise_only_user_error(seed, data):
     except UserError:
         return
     assert decoded.gray.dtype == np.uint8 and decoded.gray.ndim == 2
-    assert max(decoded.gray.shape) <= decode.WORKING_MAX_SIDE
+    assert max(decoded.gray.shape) <= gray.WORKING_MAX_SIDE
 
 
 if __name__ == "__main__":  # the table for README: time and peak memory per file

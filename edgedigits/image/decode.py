@@ -17,8 +17,8 @@ file is never trusted to be what it claims:
 3. a file is read header first: its size is checked (MAX_FILE_BYTES) before it is read whole;
 4. decodes running at the same time (classify's thread pool, the server) share one memory
    budget, so more threads never multiply the peak;
-5. the decoded image becomes 8-bit gray (EXIF orientation honoured, alpha composited, 16-bit
-   and palette converted) shrunk to WORKING_MAX_SIDE; :class:`DecodedImage` also says the
+5. the decoded image becomes 8-bit gray (EXIF orientation honoured; alpha, 16-bit and palette
+   converted and shrunk by :mod:`edgedigits.image.gray`); :class:`DecodedImage` also says the
    original size and the scale, so later steps can map boxes back without re-reading the file.
 
 Everything a bad file can cause is a ``UserError`` (one line naming the file).
@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from edgedigits.errors import UserError, first_line
+from edgedigits.image.gray import shrink_factor, shrink_then_gray
 
 # Refuse images above this many pixels before decoding them (a 100-megapixel photo is ~10000 x
 # 10000; bigger is almost surely a decompression bomb). OpenCV's own default limit is 2^30.
@@ -63,18 +64,6 @@ MAX_PNG_CHUNKS = 100_000
 MAX_FILE_BYTES = 100 * 1024 * 1024
 # Bytes read first: the header (a JPEG's frame size may follow up to 64 KiB of EXIF).
 HEADER_BYTES = 1 << 17
-# Images are shrunk to this longer side before any processing: a 20x20 digit needs no more, and
-# shrinking with pixel-area averaging also removes sensor noise.
-WORKING_MAX_SIDE = 512
-# ... except a long strip (a line of many digits, 20000x200): shrunk by its longer side alone
-# it would keep 5 rows and nothing to read. Its shorter side stays at least this many pixels
-# (times max_side / WORKING_MAX_SIDE for a smaller copy), within WORKING_MAX_PIXELS pixels.
-WORKING_MIN_SHORT_SIDE = 64
-WORKING_MAX_PIXELS = 4 * WORKING_MAX_SIDE * WORKING_MAX_SIDE
-# Alpha is composited over black instead of white when ink and paper differ by less than this
-# many grey levels over white (white ink on transparency).
-ALPHA_MIN_CONTRAST = 40
-
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8"
 _SUN_RASTER = b"\x59\xa6\x6a\x95"
@@ -102,7 +91,7 @@ class Header:
 class DecodedImage:
     """A decoded image ready for preprocessing, and where it came from."""
 
-    gray: np.ndarray  # uint8 HxW, longer side at most WORKING_MAX_SIDE (see shrink_factor)
+    gray: np.ndarray  # uint8 HxW, longer side at most gray.WORKING_MAX_SIDE (see shrink_factor)
     original_size: tuple[int, int]  # (width, height) of the file's image, as displayed
     format: str
 
@@ -189,7 +178,7 @@ def decode(data: bytes, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS)
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """:func:`read`'s gray array only (uint8, longer side at most WORKING_MAX_SIDE)."""
+    """:func:`read`'s gray array only (uint8, longer side at most gray.WORKING_MAX_SIDE)."""
     return read(path, max_pixels).gray
 
 
@@ -580,104 +569,3 @@ def _exif_orientation(exif: bytes) -> int:
     except struct.error:
         return 1
     return 1
-
-
-# --------------------------------------------------------------------------------------------
-# Arrays to 8-bit gray
-
-
-def shrink_then_gray(image: np.ndarray) -> np.ndarray:
-    """A decoded image to working-size gray. Shrunk first, so that no conversion ever copies a
-    big image at full size (area averaging and gray conversion are both linear)."""
-    if image.dtype == np.uint16:  # one 8-bit copy instead of 16-bit temporaries
-        image = cv2.convertScaleAbs(image, alpha=1 / 257)
-    return to_grayscale(shrink(image))
-
-
-def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """Any image array to 2-D uint8 gray: 1-4 channels (gray, gray+alpha, BGR, BGRA), bool,
-    integer or float pixels (floats up to 1.0 are taken as 0-1). Alpha is composited over white
-    (or over black when the ink is only visible that way, e.g. white ink on transparency).
-    """
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (2, 3, 4)):
-        raise UserError(f"expected an image shaped HxW or HxWxC with C in 1-4, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise UserError(f"image is empty ({image.shape[1]}x{image.shape[0]} pixels)")
-    image = _to_uint8(image)
-    if image.ndim == 2:
-        return image
-    channels = image.shape[2]
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    gray = image[:, :, 0] if channels == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
-    alpha = image[:, :, -1]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(gray)
-    over_white = _composite(gray, alpha, 255)
-    if _contrast(over_white) < ALPHA_MIN_CONTRAST:
-        over_black = _composite(gray, alpha, 0)
-        if _contrast(over_black) > _contrast(over_white):
-            return over_black
-    return over_white
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.bool_:
-        return image.astype(np.uint8) * 255
-    if image.dtype == np.uint16:
-        return (image // 257).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.complexfloating):
-        values = np.nan_to_num(np.real(image).astype(np.float64), nan=0.0, posinf=255, neginf=0)
-        if values.size and values.max() <= 1.0:
-            values = values * 255.0
-        return np.clip(values, 0, 255).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.integer):
-        return np.clip(image, 0, 255).astype(np.uint8)
-    raise UserError(f"unsupported pixel type {image.dtype}")
-
-
-def _composite(gray: np.ndarray, alpha: np.ndarray, background: int) -> np.ndarray:
-    weight = alpha.astype(np.uint16)
-    mixed = (gray.astype(np.uint16) * weight + background * (255 - weight) + 127) // 255
-    return mixed.astype(np.uint8)
-
-
-def _contrast(gray: np.ndarray) -> float:
-    low, high = np.percentile(gray[:: max(1, gray.shape[0] // 64), :: max(1, gray.shape[1] // 64)],
-                              (1, 99))
-    return float(high - low)
-
-
-def shrink_factor(height: int, width: int, max_side: int = WORKING_MAX_SIDE) -> float:
-    """How many pixels of an image ``height`` x ``width`` become one when it is shrunk for
-    ``max_side`` (>= 1): its longer side to ``max_side``, unless that leaves a long strip fewer
-    than WORKING_MIN_SHORT_SIDE rows (scaled to ``max_side``); such a strip keeps that many,
-    or as many as fit in WORKING_MAX_PIXELS (scaled likewise)."""
-    longer, shorter = max(height, width), min(height, width)
-    factor = longer / max_side
-    if factor <= 1:
-        return 1.0
-    ratio = max_side / WORKING_MAX_SIDE
-    if shorter / factor >= WORKING_MIN_SHORT_SIDE * ratio:
-        return factor
-    kept = max(shorter / (WORKING_MIN_SHORT_SIDE * ratio),
-               float(np.sqrt(height * width / (WORKING_MAX_PIXELS * ratio * ratio))), 1.0)
-    return min(factor, kept)
-
-
-def shrink(gray: np.ndarray, max_side: int = WORKING_MAX_SIDE) -> np.ndarray:
-    """Downscale (pixel-area averaging) so the longer side is at most ``max_side`` (a long
-    strip: see :func:`shrink_factor`)."""
-    height, width = gray.shape[:2]
-    factor = shrink_factor(height, width, max_side)
-    if factor == 1.0:
-        return gray
-    longer = max(height, width)
-    scale = max_side / longer if factor == longer / max_side else 1 / factor
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

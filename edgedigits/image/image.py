@@ -21,6 +21,7 @@ import numpy as np
 
 from edgedigits.errors import UserError
 from edgedigits.image import decode
+from edgedigits.image.gray import shrink, shrink_factor, to_grayscale
 
 Box = tuple[int, int, int, int]
 
@@ -63,7 +64,7 @@ class Image:
     @cached_property
     def gray(self) -> np.ndarray:
         """The working image in 8-bit gray (computed once)."""
-        return decode.to_grayscale(self.pixels)
+        return to_grayscale(self.pixels)
 
     def gray_region(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
         """Gray pixels of a region of the working image. A uint8 gray or BGR image converts
@@ -74,22 +75,22 @@ class Image:
         per_pixel = pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[2] in (1, 3))
         if "gray" in self.__dict__ or not per_pixel:
             return self.gray[top:bottom, left:right]
-        return decode.to_grayscale(pixels[top:bottom, left:right])
+        return to_grayscale(pixels[top:bottom, left:right])
 
     def analysis(self, side: int) -> tuple[np.ndarray, float]:
         """(gray copy with its longer side at most ``side`` (a long strip keeps more:
-        :func:`decode.shrink_factor`), working pixels per copy pixel), computed once per side."""
+        :func:`shrink_factor`), working pixels per copy pixel), computed once per side."""
         cached = self._analysis.get(side)
         if cached is not None:
             return cached
         pixels = self.pixels
-        factor = decode.shrink_factor(*pixels.shape[:2], side)
+        factor = shrink_factor(*pixels.shape[:2], side)
         if "gray" in self.__dict__:
-            small = decode.shrink(self.gray, side)
+            small = shrink(self.gray, side)
         elif pixels.dtype == np.uint8:  # shrink first: a quarter of the pixels to convert
-            small = decode.to_grayscale(decode.shrink(pixels, side))
+            small = to_grayscale(shrink(pixels, side))
         else:
-            small = decode.shrink(self.gray, side)
+            small = shrink(self.gray, side)
         self._analysis[side] = (small, factor)
         return small, factor
 

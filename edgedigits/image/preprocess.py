@@ -27,14 +27,12 @@ import numpy as np
 # from here for the code that always used them.
 from edgedigits.image.decode import (  # noqa: F401
     MAX_IMAGE_PIXELS,
-    WORKING_MAX_SIDE,
     DecodedImage,
     decode_image,
     read_image,
-    shrink,
     size_from_header,
-    to_grayscale,
 )
+from edgedigits.image.gray import WORKING_MAX_SIDE, shrink, to_grayscale  # noqa: F401
 
 MNIST_SIZE = 28
 # MNIST fits the anti-aliased ink into 20x20 inside the 28x28 field. Our ink is a binary mask,
