@@ -33,7 +33,6 @@ from edgedigits import contract, runtime
 from edgedigits.errors import UserError
 from edgedigits.files import atomic_path, check_outputs, ensure_writable_dir
 from edgedigits.image import segment
-from edgedigits.image.image import Image
 from edgedigits.tasks import MULTI, SINGLE, Prepared, Task
 from edgedigits.video.capture import Capture, open_source  # noqa: F401 (the module's API)
 from edgedigits.video.display import (  # noqa: F401 (the module's API)
@@ -47,6 +46,7 @@ from edgedigits.video.display import (  # noqa: F401 (the module's API)
     prepare_window_system,
     quiet_opencv,
 )
+from edgedigits.video.preparers import prepare_frame
 from edgedigits.video.summary import BackendStats, Summary
 
 DEFAULT_MAX_DIGITS = 16
@@ -115,11 +115,9 @@ class Pipeline:
         self.submitted += 1
         if prepared is not None:
             job.prepared, job.roi_box = prepared, roi_box
-        elif self.roi is not None:
-            x, y, w, h = job.roi_box = segment.roi_box(frame.shape, self.roi)
-            job.prepared = self.task.prepare(Image(frame[y : y + h, x : x + w]), SINGLE)
         else:
-            job.prepared = self.task.prepare(Image(frame), MULTI, max_items=self.max_digits)
+            job.prepared, job.roi_box = prepare_frame(self.task, frame, self.roi,
+                                                      self.max_digits)
         if not job.has_inputs:
             self._finished.put(job)
             return None

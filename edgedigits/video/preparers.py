@@ -53,6 +53,16 @@ def default_workers(streams: int) -> int:
     return max(1, min(streams, system.usable_cores()))
 
 
+def prepare_frame(task, frame: np.ndarray, roi, max_digits: int) -> tuple:
+    """The task's inputs for one frame, and the ROI box they were cut from (None without
+    ``--roi``): one digit inside the box, else every digit of the frame (at most
+    ``max_digits``). The single-stream pipeline and the preparing processes both use it."""
+    if roi is None:
+        return task.prepare(Image(frame), MULTI, max_items=max_digits), None
+    x, y, w, h = roi_box = segment.roi_box(frame.shape, roi)
+    return task.prepare(Image(frame[y : y + h, x : x + w]), SINGLE), roi_box
+
+
 # --------------------------------------------------------------------------------------------
 # In the worker process
 
@@ -93,12 +103,7 @@ def _work(connection: Connection, assigned: list[tuple[int, str]], model_type: s
                 item = capture.poll()
                 if item is not None:
                     index, time_ms, frame, captured = item
-                    roi_box = None
-                    if roi is not None:
-                        x, y, w, h = roi_box = segment.roi_box(frame.shape, roi)
-                        prepared = task.prepare(Image(frame[y : y + h, x : x + w]), SINGLE)
-                    else:
-                        prepared = task.prepare(Image(frame), MULTI, max_items=max_digits)
+                    prepared, roi_box = prepare_frame(task, frame, roi, max_digits)
                     prepared.image = _light_image(prepared.image)
                     connection.send(("frame", stream, index, time_ms,
                                      frame if send_frames else None, captured, prepared,
