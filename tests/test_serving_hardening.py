@@ -250,6 +250,10 @@ def test_metrics_count_requests_errors_latency_batches_and_versions(server, mnis
     assert {"model": "digits", "version": "none", "backend": "openvino",
             "path": str(server_model(server))} in loaded
     assert any(entry["model"] == "digits" for entry in loaded)
+    # the start-up objects are frozen out of full collections (whose pauses stopped every
+    # request in flight: the one-image p99 was ~6x the p50), and the pauses are timed
+    assert after[("edgedigits_gc_frozen_objects", ())] > 100_000
+    assert after[("edgedigits_gc_pause_seconds_count", (("generation", "0"),))] > 0
     # KServe's own metrics are still there
     assert any(name.startswith("request_predict_seconds") for name, _ in after)
 

@@ -9,6 +9,9 @@ library: prometheus_client).
                                                                concurrent requests are batched
     edgedigits_inference_queue_images{model}                   images waiting or in inference
     edgedigits_model_loaded{model, version, backend, path}     1 per model version loaded
+    edgedigits_gc_pause_seconds{generation}                    Python garbage-collector pauses
+                                                               (histogram; the event loop stops)
+    edgedigits_gc_frozen_objects                               start-up objects kept out of them
 
 ``protocol`` is ``rest`` or ``grpc``; ``status`` is the HTTP status code for REST
 (``status="200"``) and the gRPC status name for gRPC (``status="OK"``,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import time
 
@@ -48,6 +52,14 @@ QUEUE = Gauge("edgedigits_inference_queue_images",
 LOADED = Gauge("edgedigits_model_loaded", "1 for each model version the server has loaded",
                ("model", "version", "backend", "path"))
 
+GC_PAUSE = Histogram("edgedigits_gc_pause_seconds",
+                     "Python garbage-collector pauses (nothing else runs in the process meanwhile)",
+                     ("generation",),
+                     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+FROZEN = Gauge("edgedigits_gc_frozen_objects",
+               "Objects alive at start-up, frozen out of the garbage collector's full passes")
+FROZEN.set_function(gc.get_freeze_count)
+
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 
 
@@ -69,6 +81,25 @@ class Recorder:
         if not success:
             ERRORS.labels(model, protocol, status).inc()
         LATENCY.labels(model, protocol).observe(seconds)
+
+
+def watch_garbage_collector() -> None:
+    """Time every collection into ``edgedigits_gc_pause_seconds`` (once per process)."""
+    pauses = [GC_PAUSE.labels(str(generation)) for generation in range(3)]
+    began = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].observe(time.perf_counter() - began[0])
+
+    if not _WATCHING:
+        _WATCHING.append(timed)
+        gc.callbacks.append(timed)
+
+
+_WATCHING: list = []
 
 
 def model_loaded(model: str, version: str, backend: str, path: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -210,6 +211,20 @@ def _install_handlers(app) -> None:
 # The server
 
 
+def untracked_startup_objects() -> None:
+    """Move everything alive at start-up out of the cyclic garbage collector's sight.
+
+    The libraries, models and routes loaded before the first request (~145,000 objects for
+    the tutorial's server) live as long as the process; each full collection walked them all,
+    ~50 ms with the event loop stopped, about twice a second under 32 clients: every request in
+    flight waited for it, and the one-image p99 was ~6x the p50. Frozen (``gc.freeze``), a full
+    collection walks only what was made since. Versions loaded live are not frozen (they are
+    unloaded later), nor is anything else made after this call.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], None],
           started: float) -> int:
     """Run REST + gRPC until SIGINT/SIGTERM; returns 0 after a graceful stop."""
@@ -232,6 +247,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
     )
 
     recorder = metrics.Recorder({model.name for model in models})
+    metrics.watch_garbage_collector()
 
     if not options.reuse_port:  # workers: serve.py's supervisor checked before starting them
         check_ports_free(options.host, [options.http_port, options.grpc_port])
@@ -347,6 +363,7 @@ def serve(models: list, options: ServerOptions, *, on_ready: Callable[[float], N
             server = self._rest_server._server
             while not server.started:
                 await asyncio.sleep(0.01)
+            untracked_startup_objects()
             on_ready(time.perf_counter() - started)
 
     from edgedigits.serving.models import page_config_of
