@@ -3,6 +3,7 @@
     python infer/benchmark_serving.py                     # models/ best IR vs models/model.keras
     python infer/benchmark_serving.py --duration 10 --concurrency 1,8,32,64 --output /tmp/sb
     python infer/benchmark_serving.py --no-tf --scenarios grpc-1
+    python infer/benchmark_serving.py --no-tf --workers 1,2   # serve.py --workers 1 and 2
 
 Each server is started with serve.py on free ports (start-to-ready and resident memory are
 measured), then loaded by existing generators: wrk for REST (JSON and binary tensors) and
@@ -27,13 +28,13 @@ from edgedigits.files import ensure_writable_dir, write_json, write_text
 from edgedigits.serving import loadtest
 
 
-def numbers(text: str) -> tuple[int, ...]:
+def numbers(text: str, flag: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise UserError(f"expected numbers like 1,8,32,64, got {text!r}") from None
+        raise UserError(f"{flag}: expected numbers like 1,8,32,64, got {text!r}") from None
     if not values or min(values) <= 0:
-        raise UserError(f"concurrency must be greater than 0, got {text!r}")
+        raise UserError(f"{flag} must be greater than 0, got {text!r}")
     return values
 
 
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf-model", help="Keras model for the TensorFlow server "
                                            "(default: model.keras in the models folder)")
     parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow server")
+    parser.add_argument("--workers", default="1",
+                        help="OpenVINO server process counts to measure, e.g. 1,2 (serve.py "
+                             "--workers N; default: 1)")
     parser.add_argument("--concurrency", default="1,8,32,64", help="default: 1,8,32,64")
     parser.add_argument("--scenarios", default=",".join(s[0] for s in loadtest.SCENARIOS),
                         help="default: every one of " + ", ".join(s[0] for s in
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="report folder (default: <models>/benchmark)")
     args = parser.parse_args(argv)
 
-    concurrencies = numbers(args.concurrency)
+    concurrencies = numbers(args.concurrency, "--concurrency")
     wanted = [name.strip() for name in args.scenarios.split(",")]
     known = {s[0]: s for s in loadtest.SCENARIOS}
     unknown = [name for name in wanted if name not in known]
@@ -65,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{', '.join(known)}")
     scenarios = [known[name] for name in wanted]
     ir = runtime.find_model(args.model, "openvino")
-    servers = [("openvino", ["--model", str(ir)])]
+    servers = [("openvino" if count == 1 else f"openvino-{count}w",
+                ["--model", str(ir), "--workers", str(count)])
+               for count in numbers(args.workers, "--workers")]
     if not args.no_tf:
         keras = runtime.find_model(args.tf_model or args.model, "tensorflow")
         servers.append(("tensorflow", ["--backend", "tf", "--model", str(keras)]))
