@@ -364,7 +364,7 @@ def test_publishers_at_once_get_distinct_versions(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# SIGHUP like SIGTERM; an honest grace period
+# SIGHUP like SIGTERM; an honest grace period (a request it cuts is told so)
 
 
 def test_sighup_stops_the_server_like_sigterm(fp32_ir, mnist):
@@ -394,6 +394,31 @@ def test_sighup_stops_the_server_like_sigterm(fp32_ir, mnist):
     worker.join(timeout=60)
     assert answers and answers[0][0] == 200
     assert "Traceback" not in "".join(busy.stderr) and "FATAL" not in "".join(busy.stderr)
+
+
+def test_a_request_cut_by_the_grace_period_gets_a_503_and_the_log_says_so(fp32_ir, mnist):
+    import cv2
+
+    # 64 PNGs of 20 MP: ~8 s of decoding on a quiet machine, far past a 1 s grace period
+    scene = paper_scene([mnist.x_test[i] for i in range(3)], [(75, 300), (550, 250), (1025, 325)],
+                        size=(1000, 1500), digit_px=225, seed=3, grain=0)
+    png = cv2.imencode(".png", cv2.resize(scene, (5000, 4000)))[1].tobytes()
+    request, headers = _bytes_request([png] * 64)
+    server = Server("--model", str(fp32_ir), "--max-images", "64", "--max-body-mb", "256",
+                    "--grace-period", "1")
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(server.request(
+        "POST", "/v2/models/digit-reader/infer", request, headers)))
+    worker.start()
+    _wait_until_reading(server)
+    assert server.stop(signal.SIGTERM) == 0
+    worker.join(timeout=60)
+    status, body = answers[0]
+    assert status == 503, (status, str(body)[:300])  # not uvicorn's bare 500, not a 200
+    assert "grace period" in body["error"]
+    stderr = "".join(server.stderr)
+    assert "1 request(s) in flight were cut after the 1 s grace period" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
 
 
 def _wait_until_reading(server, requests: int = 1, timeout: float = 30) -> None:

@@ -60,6 +60,9 @@ FROZEN = Gauge("edgedigits_gc_frozen_objects",
                "Objects alive at start-up, frozen out of the garbage collector's full passes")
 FROZEN.set_function(gc.get_freeze_count)
 
+STOPPED_BODY = (b'{"error": "the server stopped before this request was answered: its grace '
+                b'period (--grace-period) ran out; send it again"}')
+
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 
 
@@ -125,19 +128,26 @@ class RestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status, answered = 500, False
 
         async def watching(message):
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, watching)
         except asyncio.CancelledError:  # uvicorn cancels requests only when its grace runs out
             self.recorder.cut += 1
-            raise
+            if answered:
+                raise
+            # Say so (503: try again elsewhere) rather than uvicorn's traceback and bare 500.
+            status = 503
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": STOPPED_BODY})
         finally:
             self.recorder.record(match.group(1), REST, str(status),
                                  time.perf_counter() - started, 200 <= status < 300)
