@@ -212,3 +212,34 @@ def test_a_silent_grpc_connection_is_closed(server, mnist):
         _, took = _read_until_closed(raw)
     assert took < CLOSED_WITHIN, took
     _still_serving(server, mnist)
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = bytes.fromhex("000000" "04" "00" "00000000")  # length 0, SETTINGS, stream 0
+
+
+def _http2_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(type, payload) of each whole HTTP/2 frame in ``data``."""
+    frames = []
+    while len(data) >= 9:
+        length, kind = int.from_bytes(data[:3], "big"), data[3]
+        frames.append((kind, data[9:9 + length]))
+        data = data[9 + length:]
+    return frames
+
+
+def test_an_idle_grpc_connection_is_closed_and_streams_are_bounded(server, mnist):
+    from edgedigits.serving.connections import ConnectionLimits
+
+    with _connect(server, server.grpc_port) as raw:  # a client that speaks HTTP/2, then idles
+        raw.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
+        received, took = _read_until_closed(raw)
+    assert took < CLOSED_WITHIN, took
+    frames = _http2_frames(received)
+    kind, payload = frames[0]  # the server's SETTINGS: MAX_CONCURRENT_STREAMS (id 3) is ours
+    assert kind == 0x04, frames
+    settings = {int.from_bytes(payload[i:i + 2], "big"): int.from_bytes(payload[i + 2:i + 6], "big")
+                for i in range(0, len(payload), 6)}
+    assert settings.get(3) == ConnectionLimits().max_grpc_streams, settings
+    assert any(kind == 0x07 for kind, _ in frames), frames  # GOAWAY: closed for idling
+    _still_serving(server, mnist)
