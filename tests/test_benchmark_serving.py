@@ -51,3 +51,24 @@ def test_bad_flags_are_one_line_and_exit_2(ir_models_dir, tmp_path, flags, messa
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "serving.json").exists()
+
+
+@pytest.mark.slow
+def test_versions_published_under_load_are_loaded_and_no_request_fails(ir_models_dir):
+    irs = [str(ir_models_dir / "ir" / variant / "model.xml") for variant in ("int8", "fp32")]
+    result = run_command("tools/live_versions_load.py", "--model", irs[0], "--also", irs[1],
+                         "--versions", "2", "--seconds", "6", "--concurrency", "4",
+                         "--no-baseline", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = next(line for line in result.stdout.splitlines()
+               if line.startswith("| versions published (2)"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert int(cells[1].replace(",", "")) > 0 and cells[2] == "0", row  # answered, none failed
+    assert len(cells[4].split(",")) == 2, row  # both versions loaded (their load times)
+
+
+def test_live_versions_load_refuses_a_file_that_is_not_an_ir(tmp_path):
+    (tmp_path / "model.xml").write_text("<net/>")
+    result = run_command("tools/live_versions_load.py", "--model", str(tmp_path / "model.xml"))
+    assert result.returncode == 2 and "not an OpenVINO IR" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -101,11 +101,15 @@ class RunningServer:
             self.process.kill()
             raise UserError(f"server did not start: {' '.join(self.command)}\n"
                             + self.process.stderr.read()[-2000:])
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        threading.Thread(target=self._keep_lines, daemon=True).start()
         threading.Thread(target=self.process.stderr.read, daemon=True).start()
         # "serving digits, ... | openvino int8 ...", or "serving with 2 workers (pids ...)"
         self.describe = next((line.split("| ", 1)[-1] for line in self.lines
                               if line.startswith("serving")), "")
+
+    def _keep_lines(self) -> None:  # what the server prints after ready (version changes)
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
 
     def serving_pids(self) -> list[int]:
         """The processes that serve: the server itself, or the workers of ``--workers N``."""
@@ -193,11 +197,13 @@ def parse_wrk(output: str) -> dict:
         raise UserError(f"could not read wrk's output:\n{output}")
     seconds = _duration_ms(requests.group(2) + requests.group(3)) / 1000
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.MULTILINE))
+    latency = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, re.MULTILINE)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                               r"timeout (\d+)", output)
     return {"requests": int(requests.group(1)), "seconds": seconds,
             "p50_ms": _duration_ms(percentiles["50"]), "p99_ms": _duration_ms(percentiles["99"]),
+            "max_ms": _duration_ms(latency.group(1)) if latency else float("nan"),
             "errors": (int(errors.group(1)) if errors else 0)
             + (sum(map(int, socket_errors.groups())) if socket_errors else 0)}
 
