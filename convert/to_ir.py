@@ -16,14 +16,9 @@ from edgedigits import cli, contract
 from edgedigits.cli import ArgumentParser, positive_float, positive_int, quiet_tensorflow, run
 
 # imports OpenVINO only; TensorFlow is loaded later, quietly
-from edgedigits.conversion.convert import (
-    DEFAULT_CALIBRATION_SIZE,
-    ConversionOptions,
-    ParityError,
-    convert,
-    format_table,
-    summary_rows,
-)
+from edgedigits.conversion.convert import DEFAULT_CALIBRATION_SIZE, ConversionOptions, convert
+from edgedigits.conversion.report import format_table, summary_rows
+from edgedigits.conversion.verify import ParityError
 from edgedigits.errors import CommandFailed
 
 

@@ -21,15 +21,13 @@ import pytest
 from conftest import run_command
 from edgedigits import contract
 from edgedigits.contract import read_metadata
-from edgedigits.conversion.convert import (
-    METADATA_KEYS,
+from edgedigits.conversion.convert import METADATA_KEYS, ConversionOptions, convert
+from edgedigits.conversion.source import load_source
+from edgedigits.conversion.verify import (
     PARITY_IMAGES,
-    ConversionOptions,
     ParityError,
     check_parity,
     compare,
-    convert,
-    load_source,
     predict_ir,
 )
 from edgedigits.errors import UserError

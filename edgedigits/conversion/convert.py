@@ -1,8 +1,8 @@
 """Conversion: a trained Keras model → OpenVINO IR (FP32, FP16 weights, INT8 by NNCF), verified.
 
-(Over 400 lines on purpose: the stage is one ordered story — load, convert, quantize, verify,
-publish, report — whose steps share the staging folder and the report; what differs per kind of
-model is the task's, :mod:`edgedigits.tasks`.)
+This module is the stage's ordered story; the source model is :mod:`.source`, the checks
+:mod:`.verify`, the report :mod:`.report`; what differs per kind of model is the task's
+(:mod:`edgedigits.tasks`).
 
 The steps, in order (``convert`` runs them):
 
@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,6 +38,20 @@ import openvino as ov
 
 from edgedigits import __version__, contract
 from edgedigits.contract import IMAGE_SHAPE, write_metadata
+from edgedigits.conversion.int8 import quantize_int8
+from edgedigits.conversion.report import ConversionReport, VariantResult, report_markdown
+from edgedigits.conversion.source import SourceModel, load_source, source_format
+from edgedigits.conversion.verify import (
+    PARITY_IMAGES,
+    PARITY_MAX_ABS_DIFF,
+    PARITY_MIN_AGREEMENT,
+    agreement,
+    check_parity,
+    check_probabilities,
+    compare,
+    default_precision,
+    score,
+)
 from edgedigits.errors import UserError, first_line
 from edgedigits.files import (
     check_outputs,
@@ -50,29 +62,17 @@ from edgedigits.files import (
 )
 from edgedigits.model_repository import publish_best
 from edgedigits.runtime.openvino_backend import OpenVINOClassifier
-from edgedigits.runtime.tensorflow_backend import check_keras_archive, load_keras_classifier
-from edgedigits.tasks import Task, get_task, task_for_shapes
-from edgedigits.tasks.checks import check_signature
+from edgedigits.runtime.tensorflow_backend import check_keras_archive
+from edgedigits.tasks import get_task
 from edgedigits.tensorflow_import import import_tensorflow
 
 # INT8 calibration. On the tutorial model (5 epochs, 98.72 %) 100, 300, 1,000 and 3,000 images
 # all land within 0.07 pt of FP32 (see README); 300 is NNCF's own default and takes ~2 s.
 DEFAULT_CALIBRATION_SIZE = 300
-# Full bias correction instead of NNCF's fast variant: for these small CNNs it costs well under
-# a second and measured closer to FP32 (tutorial model: 0.03 pt drop against 0.06 pt).
-FAST_BIAS_CORRECTION = False
 # The validation split is the last 5,000 training images (as in training); calibration images
 # are always drawn from the part before it, so validation stays unseen by calibration.
 VALIDATION_SIZE = 5000
 CALIBRATION_SEED = 0
-
-# Parity of the FP32 IR against the source model (issue 3): on this many test images ...
-PARITY_IMAGES = 1000
-PARITY_MIN_AGREEMENT = 0.999
-PARITY_MAX_ABS_DIFF = 1e-4
-# ... executed in real f32 (inference_precision="f32"): a CPU with bf16 would otherwise run
-# bf16 and call it FP32.
-EVALUATION_CHUNK = 1000
 
 VARIANT_PRECISION = {
     "fp32": "FP32",
@@ -88,20 +88,6 @@ METADATA_KEYS = (
     "variant", "precision", "batch", "calibration_size", "quantization",
     "edgedigits_version", "openvino_version",
 )
-
-
-def score(task: Task, outputs: np.ndarray, answers: np.ndarray) -> float:
-    """Accuracy: the share of inputs whose answer (the task's) is the expected one."""
-    return float(np.mean(task.answers(outputs) == answers))
-
-
-def agreement(task: Task, reference: np.ndarray, candidate: np.ndarray) -> float:
-    """The share of inputs two models answer the same (the task's answers)."""
-    return float(np.mean(task.answers(reference) == task.answers(candidate)))
-
-
-class ParityError(Exception):
-    """The FP32 IR does not reproduce the source model: a conversion bug, not a user mistake."""
 
 
 @dataclass
@@ -121,70 +107,9 @@ class ConversionOptions:
         return ["fp32"] + (["fp16"] if self.fp16 else []) + (["int8"] if self.int8 else [])
 
 
-@dataclass
-class SourceModel:
-    """The model to convert, with a float reference ``predict`` (images in [0, 1])."""
-
-    path: Path
-    format: str  # "keras" | "saved_model"
-    arch: str
-    test_accuracy: float | None
-    predict: Callable[[np.ndarray], np.ndarray]
-    to_openvino: Callable[[], ov.Model]
-    model_type: str = contract.MODEL_TYPE
-
-
-@dataclass
-class VariantResult:
-    variant: str
-    path: str
-    size_bytes: int
-    test_accuracy: float
-    agreement_with_keras: float
-    max_abs_diff: float
-    seconds: float
-    precision: str
-    batch: str
-    accuracy_drop_pt: float | None = None  # INT8 vs FP32, percentage points
-    calibration_size: int | None = None
-    quantization: str | None = None
-
-
-@dataclass
-class ConversionReport:
-    source: dict
-    settings: dict
-    parity: dict
-    variants: list[VariantResult] = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
-    created: str = ""
-    files: list[str] = field(default_factory=list)
-    removed_stale: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data.pop("files")
-        return data
-
-
 # --------------------------------------------------------------------------------------------
 # 1. Inputs checked up front
 # --------------------------------------------------------------------------------------------
-def source_format(path: Path) -> str:
-    """"keras" for a .keras/.h5 file, "saved_model" for a SavedModel folder; else UserError."""
-    if not path.exists():
-        raise UserError(
-            f"{path}: no such file or folder (train a model first: python train/train.py)"
-        )
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise UserError(f"{path}: a folder but not a SavedModel (no saved_model.pb inside)")
-        return "saved_model"
-    if path.suffix.lower() in (".keras", ".h5"):
-        return "keras"
-    raise UserError(f"{path}: expected a .keras file or a SavedModel folder")
-
-
 def default_output_dir(input_path: Path) -> Path:
     """``<folder holding the input>/ir``: models/model.keras and models/saved_model → models/ir."""
     return input_path.parent / contract.IR_DIR
@@ -219,94 +144,7 @@ def check_calibration_size(size: int, pool_size: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 2. The source model
-# --------------------------------------------------------------------------------------------
-def read_source_metrics(path: Path) -> dict:
-    """Training's metrics.json beside the model (models/metrics.json), if present and readable."""
-    metrics_path = path.parent / contract.METRICS_FILE
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
-
-
-def _load_keras_source(path: Path) -> SourceModel:
-    model = load_keras_classifier(path)
-    task = task_for_shapes(model.inputs[0].shape, model.outputs[0].shape)
-    model_type, input_shape = task.model_type, task.input_shape
-    metrics = read_source_metrics(path)
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict(images, batch_size=500, verbose=0), dtype=np.float32)
-
-    def to_openvino() -> ov.Model:
-        # A Keras 3 model has to be told its input shape to be traced; the batch stays dynamic.
-        return ov.convert_model(model, input=[-1, *input_shape], share_weights=False)
-
-    return SourceModel(
-        path=path, format="keras", arch=str(metrics.get("arch") or model.name),
-        test_accuracy=_as_float(metrics.get("test_accuracy", metrics.get("test_line_accuracy"))),
-        predict=predict, to_openvino=to_openvino, model_type=model_type,
-    )
-
-
-def _load_saved_model_source(path: Path) -> SourceModel:
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as error:  # unreadable protobuf, missing variables, ...
-        raise UserError(f"{path}: not a loadable SavedModel: {first_line(error)}") from None
-    signature = loaded.signatures.get("serving_default")
-    if signature is None:
-        raise UserError(
-            f"{path}: the SavedModel has no serving signature ('serving_default'); "
-            "export it with model.export(path) or pass the .keras file"
-        )
-    _, input_specs = signature.structured_input_signature
-    output_specs = signature.structured_outputs
-    if len(input_specs) != 1 or not isinstance(output_specs, dict) or len(output_specs) != 1:
-        raise UserError(f"{path}: expected a serving signature with one input and one output")
-    (input_name, input_spec), = input_specs.items()
-    (output_name, output_spec), = output_specs.items()
-    model_type = check_signature(input_spec.shape.as_list(), output_spec.shape.as_list(),
-                                 str(path)).model_type
-    metrics = read_source_metrics(path)
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        chunks = [
-            signature(**{input_name: tf.constant(images[start : start + 500])})[output_name]
-            for start in range(0, len(images), 500)
-        ]
-        return np.concatenate([chunk.numpy() for chunk in chunks]).astype(np.float32)
-
-    def to_openvino() -> ov.Model:
-        # OpenVINO's TensorFlow frontend reads the SavedModel's serving_default signature.
-        return ov.convert_model(str(path), share_weights=False)
-
-    return SourceModel(
-        path=path, format="saved_model", arch=str(metrics.get("arch") or "unknown"),
-        test_accuracy=_as_float(metrics.get("test_accuracy")), predict=predict,
-        to_openvino=to_openvino, model_type=model_type,
-    )
-
-
-def _as_float(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def load_source(path: Path) -> SourceModel:
-    """Load and check the model at ``path`` (.keras or SavedModel folder)."""
-    if source_format(path) == "keras":
-        return _load_keras_source(path)
-    return _load_saved_model_source(path)
-
-
-# --------------------------------------------------------------------------------------------
+# 2. The source model: edgedigits.conversion.source
 # 3. OpenVINO model with the edge input contract
 # --------------------------------------------------------------------------------------------
 def add_uint8_input(model: ov.Model) -> ov.Model:
@@ -375,144 +213,10 @@ def metadata_for(source: SourceModel, variant: str, options: ConversionOptions,
 
 
 # --------------------------------------------------------------------------------------------
-# 4. INT8
+# 4. INT8: edgedigits.conversion.int8
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet_unless(verbose: bool):
-    """NNCF draws rich progress bars on stdout regardless of its log level: hide them."""
-    if verbose:
-        yield
-        return
-    import logging
-
-    import nncf
-
-    nncf.set_log_level(logging.ERROR)
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
-
-
-def quantize_int8(float_ir: ov.Model, calibration_images: np.ndarray,
-                  validation: tuple[np.ndarray, np.ndarray] | None, max_drop: float | None,
-                  verbose: bool = False) -> tuple[ov.Model, str]:
-    """INT8 with NNCF on the uint8-input model (so calibration sees exactly what the edge feeds).
-
-    Quantizing before or after adding the uint8 pre-processing gave the same graph (NNCF puts its
-    first FakeQuantize after the /255) and the same accuracy; after is simpler and keeps
-    calibration on raw pixels. Returns the model and a description of what was done.
-    """
-    import nncf
-
-    def one_image_batch(image: np.ndarray) -> np.ndarray:
-        return image[None]
-
-    calibration = nncf.Dataset(list(calibration_images), one_image_batch)
-    size = len(calibration_images)
-    with _quiet_unless(verbose):
-        if max_drop is None:
-            quantized = nncf.quantize(
-                float_ir, calibration, subset_size=size,
-                fast_bias_correction=FAST_BIAS_CORRECTION,
-            )
-            return quantized, (
-                f"nncf.quantize (subset_size={size}, "
-                f"fast_bias_correction={FAST_BIAS_CORRECTION})"
-            )
-
-        x_val, y_val = validation
-
-        def validation_accuracy(compiled: ov.CompiledModel, items) -> tuple[float, list[float]]:
-            items = list(items)
-            images = np.stack([image for image, _ in items])
-            labels = np.array([label for _, label in items])
-            correct = (predict_ir(compiled, images).argmax(axis=1) == labels).astype(float)
-            return float(correct.mean()), correct.tolist()
-
-        validation_set = nncf.Dataset(
-            list(zip(x_val[..., None], y_val, strict=True)), lambda item: item[0][None]
-        )
-        quantized = nncf.quantize_with_accuracy_control(
-            float_ir, calibration, validation_set, validation_accuracy,
-            max_drop=max_drop, subset_size=size, fast_bias_correction=FAST_BIAS_CORRECTION,
-        )
-    return quantized, (
-        f"nncf.quantize_with_accuracy_control (subset_size={size}, max_drop={max_drop}, "
-        f"fast_bias_correction={FAST_BIAS_CORRECTION}, "
-        f"validated on {len(x_val)} held-out training images)"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# 5. Verification
-# --------------------------------------------------------------------------------------------
-def predict_ir(compiled: ov.CompiledModel, images: np.ndarray) -> np.ndarray:
-    """Probabilities for uint8 ``images`` ([n,28,28] or [n,28,28,1]); any batch, static or not."""
-    images = np.ascontiguousarray(images.reshape(-1, *IMAGE_SHAPE), dtype=np.uint8)
-    batch_dim = compiled.input(0).get_partial_shape()[0]
-    chunk = batch_dim.get_length() if batch_dim.is_static else EVALUATION_CHUNK
-    request = compiled.create_infer_request()
-    outputs = []
-    for start in range(0, len(images), chunk):
-        part = images[start : start + chunk]
-        count = len(part)
-        if batch_dim.is_static and count < chunk:  # pad the last partial batch
-            part = np.concatenate([part, np.zeros((chunk - count, *IMAGE_SHAPE), np.uint8)])
-        request.infer({0: part})
-        outputs.append(request.get_output_tensor(0).data[:count].copy())
-    return np.concatenate(outputs)
-
-
-@dataclass
-class Parity:
-    images: int
-    agreement: float
-    max_abs_diff: float
-
-    @property
-    def ok(self) -> bool:
-        return self.agreement >= PARITY_MIN_AGREEMENT and self.max_abs_diff <= PARITY_MAX_ABS_DIFF
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray,
-            agree: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Parity:
-    """Agreement (top-1 for [n, 10] probability arrays; ``agree`` says for other models) and
-    the largest absolute difference of two probability arrays."""
-    if reference.shape != candidate.shape:
-        raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
-    agree = agree or functools.partial(agreement, get_task(contract.MODEL_TYPE))
-    return Parity(len(reference), agree(reference, candidate),
-                  float(np.abs(reference - candidate).max()))
-
-
-def check_parity(parity: Parity, what: str = "FP32 IR") -> None:
-    """Raise ParityError unless agreement ≥ 99.9 % and max |diff| ≤ 1e-4."""
-    if not parity.ok:
-        raise ParityError(
-            f"{what} does not match the source model on {parity.images} test images: "
-            f"top-1 agreement {parity.agreement:.2%} (need ≥ {PARITY_MIN_AGREEMENT:.1%}), "
-            f"max |softmax difference| {parity.max_abs_diff:.2e} "
-            f"(need ≤ {PARITY_MAX_ABS_DIFF:.0e}); "
-            "nothing was replaced"
-        )
-
-
-def check_probabilities(reference: np.ndarray, path: Path) -> None:
-    sums = reference.sum(axis=-1)
-    if not np.all(np.abs(sums - 1.0) < 1e-3) or reference.min() < 0:
-        raise UserError(
-            f"{path}: the model's outputs are not probabilities (rows sum to "
-            f"{sums.min():.3g}..{sums.max():.3g}); the last layer must be a softmax"
-        )
-
-
-def default_precision(core: ov.Core) -> str:
-    """What the CPU runs when nobody asks for f32 ("bf16" on this AVX-512 BF16 machine)."""
-    return core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-
-
-# --------------------------------------------------------------------------------------------
-# 6. The whole stage
+# 5. Verification: edgedigits.conversion.verify
+# 6. The whole stage (the report: edgedigits.conversion.report)
 # --------------------------------------------------------------------------------------------
 def folder_size(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
@@ -675,78 +379,3 @@ def _convert_into(output_dir: Path, input_path: Path, options: ConversionOptions
     if task.serving_repository:
         report.files += publish_best(output_dir, [result.variant for result in report.variants])
     return report
-
-
-# --------------------------------------------------------------------------------------------
-# Reporting
-# --------------------------------------------------------------------------------------------
-def human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
-def summary_rows(report: ConversionReport) -> list[list[str]]:
-    rows = [["variant", "size", "test accuracy", "agreement with Keras", "max abs diff", "time"]]
-    for result in report.variants:
-        accuracy = f"{result.test_accuracy:.2%}"
-        if result.accuracy_drop_pt is not None:
-            accuracy += f" ({-result.accuracy_drop_pt:+.2f} pt)"
-        rows.append([
-            result.variant, human_size(result.size_bytes), accuracy,
-            f"{result.agreement_with_keras:.2%}", f"{result.max_abs_diff:.1e}",
-            f"{result.seconds:.1f} s",
-        ])
-    return rows
-
-
-def format_table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def report_markdown(report: ConversionReport) -> str:
-    rows = summary_rows(report)
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    table += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    parity = report.parity
-    source_accuracy = report.source.get("test_accuracy")
-    lines = [
-        "# OpenVINO IR conversion report",
-        "",
-        f"Source: `{report.source['path']}` ({report.source['format']}, "
-        f"arch `{report.source['arch']}`"
-        + (f", Keras test accuracy {source_accuracy:.2%}" if source_accuracy is not None else "")
-        + f"). Created {report.created}.",
-        "",
-        *table,
-        "",
-        f"Test accuracy on {report.settings['accuracy_images']} MNIST test images, executed with "
-        "`INFERENCE_PRECISION_HINT=f32`. Agreement and max |diff| against the source model on "
-        f"the first {report.settings['parity_images']} test images.",
-        "",
-        f"FP32 parity: {parity.get('agreement_with_keras', 0):.2%} top-1 agreement, max |softmax "
-        f"difference| {parity.get('max_abs_diff', float('nan')):.2e} "
-        f"(required ≥ {PARITY_MIN_AGREEMENT:.1%} and ≤ {PARITY_MAX_ABS_DIFF:.0e}).",
-        "",
-        f"IR contract: input {report.settings['input']}; output {report.settings['output']}; "
-        f"batch {report.settings['batch']}.",
-    ]
-    int8 = next((result for result in report.variants if result.variant == "int8"), None)
-    if int8 is not None:
-        lines += [
-            "",
-            f"INT8: {int8.quantization}; drop against FP32 {int8.accuracy_drop_pt:.2f} pt "
-            "(goal ≤ 0.10 pt).",
-        ]
-    lines += [
-        "",
-        f"OpenVINO {report.environment['openvino']}, {report.environment['cpu']}.",
-    ]
-    return "\n".join(lines) + "\n"
-
