@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgedigits.errors import UserError
-from edgedigits.image import decode, gray
+from edgedigits.image import decode, gray, headers
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 600
@@ -182,12 +182,12 @@ def test_a_hostile_image_is_refused_in_bounded_memory(hostile, name):
 
 
 def test_jpeg_scans_are_counted_and_ordinary_progressive_jpegs_read(tmp_path):
-    assert decode.jpeg_scans(many_scans_jpeg(64, 0)) == 6  # OpenCV's gray progressive script
-    assert decode.jpeg_scans(many_scans_jpeg(64, 100)) == 106
+    assert headers.jpeg_scans(many_scans_jpeg(64, 0)) == 6  # OpenCV's gray progressive script
+    assert headers.jpeg_scans(many_scans_jpeg(64, 100)) == 106
     color = np.zeros((3000, 4000, 3), np.uint8)
     cv2.putText(color, "42", (900, 2200), cv2.FONT_HERSHEY_SIMPLEX, 60, (255, 255, 255), 200)
     progressive = cv2.imencode(".jpg", color, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
-    assert decode.jpeg_scans(progressive) == 10
+    assert headers.jpeg_scans(progressive) == 10
     # a 12 MP progressive photo is read, by the command line and by the server's pixel limit
     assert decode.decode(progressive, "photo.jpg").original_size == (4000, 3000)
     assert decode.decode(progressive, "photo.jpg", max_pixels=25_000_000).format == "JPEG"

@@ -30,7 +30,6 @@ from edgedigits.image.decode import (  # noqa: F401
     DecodedImage,
     decode_image,
     read_image,
-    size_from_header,
 )
 from edgedigits.image.gray import WORKING_MAX_SIDE, shrink, to_grayscale  # noqa: F401
 
