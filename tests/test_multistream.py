@@ -8,15 +8,13 @@ order, write its own annotated video, and survive the others' trouble.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import cv2
@@ -283,42 +281,10 @@ def test_a_preparing_process_that_dies_loses_only_its_streams(ir_models_dir, tmp
         f"webcam.py: stream {lost['stream']} ({lost['source']}) lost after "), stderr
 
 
-@contextmanager
-def stalled_camera(frames):
-    """An MJPEG stream that sends ``frames``, then keeps the connection open and goes silent."""
-    jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
-    stop = threading.Event()
-
-    class Camera(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            for jpeg in jpegs:
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                 + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                time.sleep(1 / 30)
-            stop.wait(120)  # silent, connection open: FFmpeg alone would wait forever
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/stalled.mjpg"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_a_stream_that_stops_answering_is_lost_and_the_others_finish(
         videos, alone, digits, ir_models_dir, tmp_path):  # noqa: F811
     jsonl = tmp_path / "all.jsonl"
-    with stalled_camera(_one_digit_frames(digits, 5)) as url:
+    with mjpeg_camera(_one_digit_frames(digits, 5), stall=True) as url:
         started = time.monotonic()
         result = run_command(SCRIPT, "--source", str(videos[1][0]), "--source", url,
                              "--no-display", "--jsonl", str(jsonl), "--json",

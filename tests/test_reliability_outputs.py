@@ -166,61 +166,6 @@ def _tags(folder: Path, members: tuple[str, ...]) -> set[str]:
     return tags
 
 
-class _Crash(Exception):
-    pass
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="the symlink form; the copy form's crash "
-                    "injection is tests/test_system.py's, run in both forms")
-@pytest.mark.parametrize("members", [contract.TRAINING_OUTPUTS, contract.CONVERSION_OUTPUTS])
-@pytest.mark.parametrize("legacy", [False, True], ids=["versioned", "plain-files-before"])
-@pytest.mark.parametrize("call", ["replace", "symlink", "rmtree"])
-def test_a_crash_at_any_step_of_publishing_leaves_the_whole_old_or_new_set(
-        tmp_path, monkeypatch, members, legacy, call):
-    real = {"replace": os.replace, "symlink": os.symlink, "rmtree": files.shutil.rmtree}
-    outcomes = set()
-    for crash_at in range(1, 100):
-        folder = tmp_path / f"run{crash_at}"
-        folder.mkdir()
-        if legacy:  # a models folder written before sets were versioned
-            _write_set(folder, members, "old")
-        else:
-            with files.staged_set(folder, "set", members) as staging:
-                _write_set(staging, members, "old")
-        calls = 0
-
-        def failing(*args, _name=call, crash_at=crash_at, **kwargs):
-            nonlocal calls
-            calls += 1
-            if calls == crash_at:
-                raise _Crash(f"crash at {_name} #{crash_at}")
-            return real[_name](*args, **kwargs)
-
-        target = {"replace": (files.os, "replace"), "symlink": (files.os, "symlink"),
-                  "rmtree": (files.shutil, "rmtree")}[call]
-        monkeypatch.setattr(*target, failing)
-        try:
-            with files.staged_set(folder, "set", members) as staging:
-                _write_set(staging, members, "new")
-            crashed = False
-        except _Crash:
-            crashed = True
-        finally:
-            monkeypatch.setattr(*target, real[call])
-        tags = _tags(folder, members)
-        assert tags in ({"old"}, {"new"}), (crash_at, tags, os.listdir(folder))
-        outcomes.add(tags.pop())
-        # The next run cleans up and publishes normally.
-        with files.staged_set(folder, "set", members) as staging:
-            _write_set(staging, members, "next")
-        assert _tags(folder, members) == {"next"}
-        hidden = [name for name in os.listdir(folder) if name.startswith(".")]
-        assert len(hidden) == 2, hidden  # the pointer and the one version folder it names
-        if not crashed:
-            break
-    assert "old" in outcomes or call == "rmtree"
-
-
 def test_a_new_set_without_a_member_removes_the_old_one(tmp_path):
     members = contract.CONVERSION_OUTPUTS
     with files.staged_set(tmp_path, "ir", members) as staging:

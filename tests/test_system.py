@@ -201,14 +201,17 @@ def test_a_set_is_published_and_replaced_in_either_form(tmp_path, mode):
 
 @pytest.mark.parametrize("members", [contract.TRAINING_OUTPUTS, contract.CONVERSION_OUTPUTS])
 @pytest.mark.parametrize("legacy", [False, True], ids=["versioned", "plain-files-before"])
-@pytest.mark.parametrize("call", ["replace", "link", "rmtree"])
+@pytest.mark.parametrize("call", ["replace", "symlink", "link", "rmtree"])
 def test_a_crash_at_any_step_leaves_the_whole_old_or_new_set(tmp_path, monkeypatch, mode,
                                                              members, legacy, call):
-    """As tests/test_reliability_outputs.py's crash injection, in both modes. In the copy form
-    (windows) the set is whole through the pointer (``published_path``) at every crash, and the
-    visible copies are whole again after the next run."""
-    real = {"replace": os.replace, "link": os.link, "rmtree": files.shutil.rmtree}
-    target = {"replace": (os, "replace"), "link": (os, "link"),
+    """A crash at the Nth call of each file operation publishing a set, for every N: the set
+    is the whole old one or the whole new one, and the next run publishes normally. In the
+    symlink form (posix) the names themselves are the set; in the copy form (windows) the set
+    is whole through the pointer (``published_path``) at every crash, and the visible copies
+    are whole again after the next run."""
+    real = {"replace": os.replace, "symlink": os.symlink, "link": os.link,
+            "rmtree": files.shutil.rmtree}
+    target = {"replace": (os, "replace"), "symlink": (os, "symlink"), "link": (os, "link"),
               "rmtree": (files.shutil, "rmtree")}[call]
     outcomes = set()
     for crash_at in range(1, 100):
@@ -252,6 +255,8 @@ def test_a_crash_at_any_step_leaves_the_whole_old_or_new_set(tmp_path, monkeypat
         if not crashed:
             break
     assert "new" in outcomes
+    if mode == "posix" and call in ("replace", "symlink"):  # a crash before the switch
+        assert "old" in outcomes
 
 
 def test_a_folder_can_change_form_both_ways(tmp_path, monkeypatch):

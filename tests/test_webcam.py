@@ -145,12 +145,14 @@ def test_roi_mode_reads_only_the_centre_box(ir_models_dir, digits, tmp_path):
 
 
 @contextmanager
-def mjpeg_camera(frames, fps=30.0):
-    """A real IP camera stand-in: an HTTP MJPEG stream that sends ``frames``, then hangs up.
+def mjpeg_camera(frames, fps=30.0, stall=False):
+    """A real IP camera stand-in: an HTTP MJPEG stream that sends ``frames``, then hangs up
+    (``stall``: keeps the connection open and goes silent, which FFmpeg alone waits on forever).
 
     Yields its URL. OpenCV opens it with FFmpeg as a live stream, like any network camera.
     """
     jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+    stop = threading.Event()
 
     class Camera(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -161,6 +163,8 @@ def mjpeg_camera(frames, fps=30.0):
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                  + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
                 time.sleep(1 / fps)
+            if stall:
+                stop.wait(120)
             # Returning closes the connection: the camera stops delivering.
 
         def log_message(self, *args):
@@ -172,6 +176,7 @@ def mjpeg_camera(frames, fps=30.0):
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
     finally:
+        stop.set()
         server.shutdown()
         server.server_close()
         thread.join()
