@@ -89,6 +89,14 @@ class RunningServer:
         started = time.perf_counter()
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
+        try:
+            self._wait_until_ready(started, timeout)
+        except BaseException:  # never leave a server (or its workers) running behind an error
+            if self.process.poll() is None:
+                self.process.kill()
+            raise
+
+    def _wait_until_ready(self, started: float, timeout: float) -> None:
         self.lines: list[str] = []
         for line in self.process.stdout:
             self.lines.append(line.rstrip())
