@@ -79,6 +79,9 @@ SUPERSAMPLE = 4
 # A tight crop (ink touching the border) is read again inside a margin of its paper this
 # fraction of its longer side wide.
 TIGHT_MARGIN = 0.25
+# ... and when nothing at all was found in it, its ink inside that margin must stand this many
+# times the spread of the paper around it above that paper (see _tight_crop_ink).
+TIGHT_CONTRAST_TO_SPREAD = 1.5
 
 # --------------------------------------------------------------------------------------------
 # Ink versus paper
@@ -210,9 +213,32 @@ def to_mnist_format(image: np.ndarray, dark_ink: bool | None = None) -> np.ndarr
         padded = ink_mask(with_margin(gray), dark_ink)
         if padded is not None:
             mask = padded
+    elif mask is None and max(gray.shape) >= FLATTEN_MIN_SIDE:
+        # Nothing found: a tight crop whose bold ink fills it (the paper's median was the ink)
+        # is found inside a margin; a shadow's edge on an empty page is not (below).
+        mask = _tight_crop_ink(gray, dark_ink)
     if mask is None:
         return None
     return mask_to_mnist(mask)
+
+
+def _tight_crop_ink(gray: np.ndarray, dark_ink: bool | None) -> np.ndarray | None:
+    """The ink mask of ``gray`` read inside a margin of its paper, when it is ink: it stays
+    off the margin (a shadow's edge runs into it: the margin's paper is the median of a lit
+    and a shadowed border), and it differs from the paper around it by MIN_CONTRAST and by
+    TIGHT_CONTRAST_TO_SPREAD times that paper's spread (a shadow's paper spans both levels)."""
+    margin = max(2, int(round(TIGHT_MARGIN * max(gray.shape))))
+    mask = ink_mask(with_margin(gray, margin=margin, paper_grain=False), dark_ink)
+    if mask is None:
+        return None
+    inner = mask[margin:-margin, margin:-margin] > 0
+    if np.count_nonzero(mask) != np.count_nonzero(inner) or inner.all():
+        return None
+    ink, paper = gray[inner], gray[~inner]
+    contrast = abs(float(ink.mean()) - float(paper.mean()))
+    if contrast < MIN_CONTRAST or contrast < TIGHT_CONTRAST_TO_SPREAD * float(paper.std()):
+        return None
+    return mask
 
 
 def with_margin(gray: np.ndarray, fraction: float = TIGHT_MARGIN,
