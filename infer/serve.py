@@ -93,6 +93,11 @@ def build_parser() -> ArgumentParser:
                         default=connections.DEFAULT_HEADER_TIMEOUT, metavar="SECONDS",
                         help="for a whole request head, or between body bytes: 408 or closed "
                              f"after it (default: {connections.DEFAULT_HEADER_TIMEOUT:g})")
+    limits.add_argument("--min-body-rate", type=positive_int,
+                        default=connections.DEFAULT_MIN_BODY_RATE, metavar="BYTES",
+                        help="a request body slower than this many bytes/s on average, after "
+                             "the first --header-timeout seconds, is closed "
+                             f"(default: {connections.DEFAULT_MIN_BODY_RATE})")
     limits.add_argument("--idle-timeout", type=positive_float,
                         default=connections.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
                         help="a kept-alive connection waiting for its next request is closed "
@@ -142,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                                        max_header_bytes=args.max_header_kb << 10,
                                        header_timeout=args.header_timeout,
                                        idle_timeout=args.idle_timeout,
-                                       max_connections=args.max_connections))
+                                       max_connections=args.max_connections,
+                                       min_body_rate=args.min_body_rate))
     if args.server and not args.server.startswith(("http://", "https://")) and "://" in args.server:
         raise UserError("serve.py --server takes an http:// URL (tritonclient's gRPC client "
                         "and kserve cannot share one process)")

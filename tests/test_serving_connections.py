@@ -180,6 +180,32 @@ def test_a_body_that_stops_coming_is_closed(server, mnist):
     _still_serving(server, mnist)
 
 
+def test_a_body_trickled_below_the_minimum_rate_is_closed(server, mnist):
+    # a byte every 0.3 s: never silent for --header-timeout, but ~3 bytes/s (minimum 500 after
+    # the first --header-timeout seconds): before, it held the connection as long as it liked
+    import select
+
+    with _connect(server) as raw:
+        raw.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Length: 100000\r\n\r\n")
+        started, closed = time.monotonic(), False
+        while not closed and time.monotonic() - started < CLOSED_WITHIN:
+            try:
+                raw.sendall(b" ")
+            except OSError:  # reset by the server
+                closed = True
+                break
+            readable, _, _ = select.select([raw], [], [], 0.3)
+            if readable:
+                try:
+                    closed = raw.recv(1 << 16) == b""
+                except OSError:
+                    closed = True
+    assert closed, "the trickled body kept its connection"
+    assert time.monotonic() - started >= HEADER_TIMEOUT  # the grace before the rate counts
+    _still_serving(server, mnist)
+
+
 def test_an_idle_kept_alive_connection_is_closed(server, mnist):
     with _connect(server) as raw:
         raw.sendall(HEAD + b"\r\n")

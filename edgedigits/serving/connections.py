@@ -44,6 +44,11 @@ DEFAULT_IDLE_TIMEOUT = 5  # seconds a kept-alive connection may wait for its nex
 DEFAULT_MAX_PIPELINED = 8  # requests queued behind the one being answered, per connection
 DEFAULT_MAX_CONNECTIONS = 512  # open REST connections (and gRPC ones), at ulimit -n 1024
 DEFAULT_MAX_GRPC_STREAMS = 100  # concurrent calls on one gRPC connection
+# A request body must keep coming at this many bytes a second on average, after a first
+# header_timeout of grace (as Apache's mod_reqtimeout "body=...,MinRate=500"): a body
+# trickled a byte every few seconds would otherwise hold its connection for as long as the
+# body size limit allows (32 MiB at one byte every 9 s: ~9 years).
+DEFAULT_MIN_BODY_RATE = 500
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class ConnectionLimits:
     max_pipelined: int = DEFAULT_MAX_PIPELINED
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_grpc_streams: int = DEFAULT_MAX_GRPC_STREAMS
+    min_body_rate: int = DEFAULT_MIN_BODY_RATE
 
 
 class _Refused(Exception):
@@ -91,6 +97,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._ignoring = False  # refused: nothing more is parsed from this connection
         self._head_timer = None
         self._body_timer = None
+        self._body_started = 0.0  # loop time the current body began, and its bytes since
+        self._body_bytes = 0
+        self._body_paused = False  # we stopped reading it at some point: its rate is ours
 
     # -- connections
 
@@ -162,6 +171,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
+        self._body_started, self._body_bytes, self._body_paused = self.loop.time(), 0, False
         self._cancel_head_timer()
         if self._ignoring:
             return
@@ -179,8 +189,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._ignoring:
-            super().on_body(body)
+        if self._ignoring:
+            return
+        self._body_bytes += len(body)
+        super().on_body(body)
+        self._body_paused |= self.flow.read_paused
+        elapsed = self.loop.time() - self._body_started
+        allowed = self.limits.header_timeout + self._body_bytes / self.limits.min_body_rate
+        if elapsed > allowed and not self._body_paused:
+            raise _Refused(408, f"request body arriving slower than {self.limits.min_body_rate} "
+                                f"bytes/s ({self._body_bytes} bytes in {elapsed:.0f} s)")
 
     def on_message_complete(self) -> None:
         self._reading_head = True
@@ -255,11 +273,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         self._ignoring = True
         self._cancel_timers()
-        log.info("%s -> %d %s", _peer(self), status, message)
         if self.cycle is not None and not self.cycle.response_complete:
-            # an answer is being written for an earlier request: it cannot be interleaved
+            # a request is being answered (or its body read by the app): an answer cannot be
+            # interleaved with it, so the connection is closed (the app sees a disconnect)
+            log.info("%s -> closed: %s", _peer(self), message)
             self.transport.close()
             return
+        log.info("%s -> %d %s", _peer(self), status, message)
         self._answer_and_close(status, message)
 
     def _answer_and_close(self, status: int, message: str) -> None:
