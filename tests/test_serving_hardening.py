@@ -494,6 +494,33 @@ def test_a_request_whose_client_hangs_up_stops_between_images(fp32_ir, digits_sc
         assert running.stop() == 0
 
 
+@pytest.mark.slow
+def test_a_grpc_call_whose_deadline_passes_stops_between_images(fp32_ir, digits_scene, mnist):
+    import tritonclient.grpc as grpc_client
+
+    running = Server("--model", str(fp32_ir))
+    try:
+        triton = grpc_client.InferenceServerClient(f"127.0.0.1:{running.grpc_port}")
+        images = grpc_client.InferInput("images", [32], "BYTES")
+        images.set_data_from_numpy(np.array([digits_scene] * 32, dtype=object))
+        _wait_until_idle(running)
+        before = _cpu_seconds(running)
+        answer = triton.infer("digit-reader", [images])
+        assert len(answer.as_numpy("results")) == 32
+        _wait_until_idle(running)
+        whole = _cpu_seconds(running) - before
+
+        before = _cpu_seconds(running)
+        with pytest.raises(grpc_client.InferenceServerException, match=r"(?i)deadline"):
+            triton.infer("digit-reader", [images], client_timeout=whole / 8)
+        _wait_until_idle(running)
+        gone = _cpu_seconds(running) - before
+        assert gone < whole / 2, (gone, whole)  # grpc.aio cancels the call: reading stops
+        _still_serving(running, mnist)
+    finally:
+        assert running.stop() == 0
+
+
 def _timed(server, path: str, body: bytes, headers: dict | None = None) -> float:
     started = time.perf_counter()
     got, answer = server.request("POST", path, body, headers)
