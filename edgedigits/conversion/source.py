@@ -47,7 +47,6 @@ def source_format(path: Path) -> str:
     raise UserError(f"{path}: expected a .keras file or a SavedModel folder")
 
 
-
 def read_source_metrics(path: Path) -> dict:
     """Training's metrics.json beside the model (models/metrics.json), if present and readable."""
     metrics_path = path.parent / contract.METRICS_FILE

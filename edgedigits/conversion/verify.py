@@ -39,7 +39,6 @@ class ParityError(Exception):
     """The FP32 IR does not reproduce the source model: a conversion bug, not a user mistake."""
 
 
-
 def predict_ir(compiled: ov.CompiledModel, images: np.ndarray) -> np.ndarray:
     """Probabilities for uint8 ``images`` ([n,28,28] or [n,28,28,1]); any batch, static or not."""
     images = np.ascontiguousarray(images.reshape(-1, *IMAGE_SHAPE), dtype=np.uint8)

@@ -49,7 +49,6 @@ _REFUSED = (
 )
 
 
-
 @dataclass(frozen=True)
 class Header:
     """What a file's header says, before any pixel is decoded."""
