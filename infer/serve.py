@@ -131,6 +131,13 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def ready_lines(args, rest_path: str, seconds: float) -> str:
+    """Where to reach the server, and the ready line the tests and the supervisor wait for."""
+    base = f"http://{args.host}:{args.http_port}"
+    return (f"  page  {base}/\n  REST  {base}{rest_path}\n  gRPC  {args.host}:{args.grpc_port}\n"
+            f"ready in {seconds:.1f} s (Ctrl-C to stop)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -157,11 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1 and args.worker is None:  # this process supervises, the workers serve
 
         def workers_ready(seconds: float, pids: list[int]) -> None:
-            base = f"http://{args.host}:{args.http_port}"
             print(f"serving with {args.workers} workers (pids {', '.join(map(str, pids))})\n"
-                  f"  page  {base}/\n  REST  {base}/v2/models/\n"
-                  f"  gRPC  {args.host}:{args.grpc_port}\n"
-                  f"ready in {seconds:.1f} s (Ctrl-C to stop)", flush=True)
+                  + ready_lines(args, "/v2/models/", seconds), flush=True)
 
         return workers.supervise(argv, args.workers, __file__, workers_ready)
 
@@ -232,12 +236,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. Serve until Ctrl-C / SIGTERM
     def ready(seconds: float) -> None:
-        base = f"http://{args.host}:{args.http_port}"
         names = ", ".join(model.name for model in models)
         print(f"serving {names} | {classifier.describe()}\n"
-              f"  page  {base}/\n  REST  {base}/v2/models/{MODEL_NAME}/infer\n"
-              f"  gRPC  {args.host}:{args.grpc_port}\n"
-              f"ready in {seconds:.1f} s (Ctrl-C to stop)", flush=True)
+              + ready_lines(args, f"/v2/models/{MODEL_NAME}/infer", seconds), flush=True)
         if classifier.backend == "openvino":
             # Batches of other sizes (concurrent requests are inferred together) run on
             # static shapes compiled on first use: compile them now, off the request path.

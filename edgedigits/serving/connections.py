@@ -14,6 +14,8 @@ with these limits (``uvicorn.Config(http=...)`` takes the class):
   connection opened): 408 and closed, however slowly its bytes keep coming (slowloris);
 - a request body from which nothing arrives for ``header_timeout`` seconds: closed (the request
   sees a client disconnect);
+- a request body that keeps trickling: closed once it averages under ``min_body_rate`` bytes a
+  second, counted after its first ``header_timeout`` seconds;
 - idle between requests: uvicorn's keep-alive timeout (``Config.timeout_keep_alive``);
 - more than ``max_pipelined`` requests queued behind the one being answered: the queued ones are
   answered, the connection is closed after them and the rest of what it sent is not parsed;
