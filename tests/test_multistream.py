@@ -232,9 +232,11 @@ def test_several_sources_through_one_server_read_what_they_read_locally(videos, 
     assert images >= sum(len(r["detections"]) for s in remote_streams.values() for r in s)
 
 
-def _preparing_processes(pid: int, deadline: float) -> list[int]:
+def _preparing_processes(pid: int, count: int, deadline: float) -> list[int]:
     """The worker processes ``pid`` spawned to prepare frames (multiprocessing's spawn_main),
-    once there are any."""
+    once there are ``count`` of them (they start one after the other), or those found by the
+    deadline."""
+    found: list[int] = []
     while time.monotonic() < deadline:
         children = Path(f"/proc/{pid}/task/{pid}/children")
         found = []
@@ -242,10 +244,10 @@ def _preparing_processes(pid: int, deadline: float) -> list[int]:
             with suppress(OSError):
                 if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
                     found.append(int(child))
-        if found:
+        if len(found) >= count:
             return found
         time.sleep(0.2)
-    return []
+    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
@@ -262,7 +264,7 @@ def test_a_preparing_process_that_dies_loses_only_its_streams(ir_models_dir, tmp
                                 "--no-display", "--workers", "2", "--summary-json",
                                 str(summary), "--model", str(ir_models_dir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers = _preparing_processes(process.pid, time.monotonic() + 60)
+    workers = _preparing_processes(process.pid, 2, time.monotonic() + 60)
     assert len(workers) == 2, workers
     time.sleep(3)  # both streams running
     os.kill(workers[0], signal.SIGKILL)
