@@ -142,9 +142,9 @@ def test_a_tiny_reader_is_finetuned_into_a_complete_folder(tmp_path, mnist, numb
     output = tmp_path / "mine"
     result = run_command(*FINETUNE, str(folder), "--model",
                          str(number_reader_dir / contract.KERAS_FILE), "--output", str(output),
-                         "--epochs", "1", "--lines", "100", "--validation-share", "0.25")
+                         "--epochs", "2", "--lines", "100", "--validation-share", "0.25")
     assert result.returncode == 0, result.stderr
-    assert "epoch 1/1" in result.stdout and "Before:" in result.stdout
+    assert "epoch 2/2" in result.stdout and "Before:" in result.stdout
     metrics = json.loads((output / contract.METRICS_FILE).read_text())
     assert metrics["model_type"] == contract.NUMBER_READER
     assert metrics["validation_numbers"] == 4 and metrics["training_numbers"] == 12
@@ -153,7 +153,12 @@ def test_a_tiny_reader_is_finetuned_into_a_complete_folder(tmp_path, mnist, numb
     assert set(metrics["validation_files"]).isdisjoint(
         metrics["training_files"])
     history = (output / "history.csv").read_text().splitlines()
-    assert history[0].startswith("epoch,loss") and len(history) == 2
+    assert history[0].startswith("epoch,loss") and len(history) == 3
+    # the model written is the epoch that read the most validation numbers (the later of equals)
+    column = history[0].split(",").index("val_accuracy")
+    per_epoch = [float(row.split(",")[column]) for row in history[1:]]
+    assert metrics["best_epoch"] == 2 - per_epoch[::-1].index(max(per_epoch))
+    assert metrics["validation_accuracy"] == pytest.approx(max(per_epoch), abs=1e-4)
     # the new folder is a model the commands read (converting it to IR is convert/to_ir.py's
     # own, tested with the tiny reader; here the Keras file is read through TensorFlow)
     evaluated = run_command("infer/classify.py", "--eval", str(folder), "--model",

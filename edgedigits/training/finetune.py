@@ -9,7 +9,7 @@ cannot be paired with its label and is skipped (counted). A seeded share of the 
 out for validation before anything is cut, so it is never trained on. Training starts from a
 trained reader and mixes the user's lines (each also in a few slightly shifted, scaled and
 sheared copies) with lines rendered from MNIST *training* digits, so the reader keeps what it
-knew.
+knew; the epoch that reads the most validation numbers is the one kept.
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ class FinetuneResult:
     model: object
     history: dict
     seconds: float
+    best_epoch: int  # 1-based: the epoch whose weights were kept
 
 
 def finetune(model, train_pixels: np.ndarray, train_texts: list[str], valid_pixels: np.ndarray,
@@ -136,7 +137,9 @@ def finetune(model, train_pixels: np.ndarray, train_texts: list[str], valid_pixe
              valid_total: int | None = None, extra_callbacks=()) -> FinetuneResult:
     """Fit ``model`` (an inference number reader, changed in place) on the training lines
     (user's and synthetic, already mixed) with CTC; after each epoch the validation lines are
-    read (``valid_total``: the validation images, the skipped ones counted as misread)."""
+    read (``valid_total``: the validation images, the skipped ones counted as misread) and the
+    weights of the epoch that read the most are kept (the later of equals): a few hundred
+    numbers are learnt by heart after a while, and the last epoch is not always the best."""
     import keras
     import tensorflow as tf
 
@@ -156,6 +159,7 @@ def finetune(model, train_pixels: np.ndarray, train_texts: list[str], valid_pixe
     data = data.batch(config.batch_size).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(2)
     total_valid = valid_total or len(valid_texts)
+    best = {"right": -1, "epoch": 0, "weights": None}
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -171,6 +175,8 @@ def finetune(model, train_pixels: np.ndarray, train_texts: list[str], valid_pixe
             if logs is not None:
                 logs["val_line_accuracy"] = string_accuracy(read, valid_texts)
                 logs["val_accuracy"] = right / max(1, total_valid)
+            if right >= best["right"]:
+                best.update(right=right, epoch=epoch + 1, weights=model.get_weights())
             log(f"  epoch {epoch + 1}/{config.epochs}: loss {logs.get('loss', 0):.3f}, "
                 f"validation numbers read exactly {right}/{total_valid} "
                 f"({right / max(1, total_valid):.2%}), "
@@ -178,7 +184,12 @@ def finetune(model, train_pixels: np.ndarray, train_texts: list[str], valid_pixe
 
     history = training_model.fit(data, epochs=config.epochs,
                                  callbacks=[Progress(), *extra_callbacks], verbose=0)
-    return FinetuneResult(model, history.history, time.perf_counter() - started)
+    if best["epoch"] != config.epochs:
+        model.set_weights(best["weights"])
+        log(f"  kept epoch {best['epoch']}'s weights: it read the most validation numbers "
+            f"({best['right']}/{total_valid})")
+    return FinetuneResult(model, history.history, time.perf_counter() - started,
+                          best["epoch"])
 
 
 def mix(user_pixels: np.ndarray, user_texts: list[str], synthetic_pixels: np.ndarray,
