@@ -147,17 +147,20 @@ def _residuals(gray: np.ndarray,
     return cv2.subtract(background, gray), cv2.subtract(gray, background)
 
 
-def ink_mask(gray: np.ndarray, dark_ink: bool | None = None) -> np.ndarray | None:
+def ink_mask(gray: np.ndarray, dark_ink: bool | None = None,
+             flatten: bool = True) -> np.ndarray | None:
     """Binary mask (uint8 0/255) of the ink in a grayscale image, or None if it is blank.
 
     ``dark_ink``: True for dark ink on light paper, False for light on dark, None to decide
-    from the image.
+    from the image. ``flatten``: take out uneven lighting first (images at least
+    FLATTEN_MIN_SIDE on their shorter side); False for a crop set in a flat margin of its own
+    paper, where a bold digit would be most of the window the paper's level is taken over.
     """
     if gray.size < 4 or min(gray.shape) < 2:
         return None
     if dark_ink is None:
         dark_ink = dark_ink_on_light(gray)
-    if min(gray.shape) >= FLATTEN_MIN_SIDE:
+    if flatten and min(gray.shape) >= FLATTEN_MIN_SIDE:
         # Flatten uneven lighting and shadows: keep only how far each pixel is from the paper
         # beside it (in the ink's direction), then smooth sensor noise. Otsu then splits ink
         # from paper, never lit paper from shadowed paper.
@@ -213,7 +216,10 @@ def to_mnist_format(image: np.ndarray, dark_ink: bool | None = None) -> np.ndarr
         # A tight '1' is narrow (73x20): judged by its long side, it is a crop, not a scan
         # (tight crops of mnist-paper, robust FP32: 90.9 -> 93.7 %; the other sets unchanged).
         # (Small scans are thresholded as they are: semeion and optdigits read worse padded.)
-        padded = ink_mask(with_margin(gray), dark_ink)
+        # The crop is small and evenly lit, so it is thresholded as it is, not flattened: a bold
+        # digit is most of the flattening window and lost its strokes' middles to it (tight
+        # crops, robust FP32: 96.7 -> 98.8 %, as good as with a margin; the other sets unchanged).
+        padded = ink_mask(with_margin(gray), dark_ink, flatten=False)
         if padded is not None:
             mask = padded
     elif mask is None and max(gray.shape) >= FLATTEN_MIN_SIDE:
