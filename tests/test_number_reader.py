@@ -303,3 +303,26 @@ def test_the_default_number_reader_is_found_under_models(tiny_reader, tmp_path, 
     assert found is not None and found.parent.name == "int8"
     with runtime.load_classifier(accept=multi) as model:
         assert model.model_type == contract.NUMBER_READER
+
+
+def test_one_narrow_piece_of_ink_is_read_as_one_digit():
+    # A continental 1 (a long flag on its stem) was read '11': one ink group narrower than
+    # ONE_DIGIT_WIDTH of its height holds one digit, its most confident one
+    b = sequence.BLANK
+    probabilities = _steps([b, 1, 1, b, b, 1, b], confidence=0.9)
+    probabilities[5, 1] = 0.97
+    reading = sequence.ctc_decode(probabilities)
+    assert reading.number == "11"
+    pixels = np.zeros((sequence.LINE_HEIGHT, sequence.LINE_WIDTH), np.uint8)
+
+    def line(*groups):
+        box = (min(g[0] for g in groups), 0, max(g[0] + g[2] for g in groups), 60)
+        return sequence.Line(box, pixels, 1.0, 0, list(groups))
+
+    narrow = sequence.one_digit_if_narrow(line((0, 0, 36, 60)), reading)
+    assert narrow.number == "1" and narrow.steps == [5]
+    assert narrow.confidences == [pytest.approx(0.97)]
+    # as wide as tall, or two pieces of ink: two digits may be there, the reading is kept
+    assert sequence.one_digit_if_narrow(line((0, 0, 60, 60)), reading) is reading
+    assert sequence.one_digit_if_narrow(line((0, 0, 14, 60), (20, 0, 14, 60)),
+                                        reading) is reading
