@@ -57,9 +57,8 @@ LINE_GAP = 1.5
 # (the line input holds LINE_WIDTH / INK_HEIGHT = 8 with its margins), cut between groups.
 LONG_LINE = 16
 PART_WIDTH = 6
-# One ink group narrower than this many of its heights is one digit: two digits side by side
-# are wider (of the 1,600 real and synthetic numbers, no group read as several digits was
-# narrower than 0.95 of its height; the real photos' flagged 1s read '11': 0.41-0.63).
+# One ink group narrower than this many of its heights is one digit (no group read as several
+# digits in 1,600 numbers was under 0.95; flagged 1s read '11' on real photos: 0.41-0.63).
 ONE_DIGIT_WIDTH = 0.7
 
 
@@ -231,9 +230,8 @@ def ctc_decode(probabilities: np.ndarray) -> LineReading:
 
 
 def one_digit_if_narrow(line: Line, reading: LineReading) -> LineReading:
-    """``reading`` of a line that is a single ink group narrower than ONE_DIGIT_WIDTH of its
-    height cut to its most confident digit: such a piece of ink holds one digit (a 1 whose long
-    flag the reader took for a second 1 is read '11' otherwise). Any other reading as it is."""
+    """``reading`` cut to its most confident digit when the line is one ink group narrower than
+    ONE_DIGIT_WIDTH of its height (a 1's long flag was read as a second 1); else as it is."""
     _, _, width, height = line.box
     if len(reading.number) < 2 or len(line.groups) != 1 or width > ONE_DIGIT_WIDTH * height:
         return reading
@@ -273,13 +271,9 @@ def _distance(box: Box, x: float) -> float:
 
 
 def _union(boxes: list[Box]) -> Box:
-    left = min(b[0] for b in boxes)
-    top = min(b[1] for b in boxes)
-    right = max(b[0] + b[2] for b in boxes)
-    bottom = max(b[1] + b[3] for b in boxes)
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
     return left, top, right - left, bottom - top
-
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,10 +385,9 @@ def synthetic_line(images: np.ndarray, labels: np.ndarray,
 
 # The share of lines that are scanned amounts (render.scanned_amount) rather than photos.
 SCANNED_SHARE = 0.5
-# The share of those that are round amounts, ending in 1-3 zeros (as money amounts often do):
-# CTC must put a blank step between two equal digits, and random digits almost never teach
-# it on a tight run of zeros (a reader trained without them read 67 of 84 real `...000`
-# cheque amounts wrong, most of them short of a zero).
+# The share of those ending in 1-3 zeros, as money amounts often do: CTC needs a blank step
+# between two equal digits, and random digits almost never teach it a tight run of zeros (a
+# reader trained without them misread 67 of 84 real `...000` amounts, most a zero short).
 ROUND_SHARE = 0.4
 _LENGTH_WEIGHTS = np.array([4, 6, 8, 8, 8, 8, 5, 3, 2, 1], np.float64)
 _LENGTH_WEIGHTS /= _LENGTH_WEIGHTS.sum()
